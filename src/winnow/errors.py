@@ -13,7 +13,14 @@ class WinnowError(Exception):
 
 
 class ConfigError(WinnowError, ValueError):
-    """A pipeline, stage or CLI setting is invalid."""
+    """A pipeline, stage or CLI setting is invalid.
+
+    ``key`` names the offending parameter, so the pipeline loader can point at its YAML line.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class InputError(WinnowError, ValueError):

@@ -58,9 +58,7 @@ def row_id(source: str, index: int, messages: Sequence[Mapping[str, Any]]) -> st
 def make_table(records: Iterable[Mapping[str, Any]], schema: pa.Schema = SCHEMA) -> pa.Table:
     """Build a canonical table from dict records (missing optional columns become null)."""
     rows = list(records)
-    return pa.Table.from_pylist(
-        [{name: r.get(name) for name in schema.names} for r in rows], schema=schema
-    )
+    return pa.Table.from_pylist([{name: r.get(name) for name in schema.names} for r in rows], schema=schema)
 
 
 def empty(schema: pa.Schema = SCHEMA) -> pa.Table:

@@ -1,0 +1,24 @@
+"""winnow: curate instruction-tuning data into clean, balanced, versioned Parquet corpora."""
+
+__version__ = "0.1.0"
+
+from winnow import stages
+from winnow.corpus import Corpus
+from winnow.errors import ConfigError, CorpusError, InputError, MissingDependencyError, WinnowError
+from winnow.formats import InputSpec
+from winnow.pipeline import Pipeline, RunResult, Split
+
+__all__ = [
+    "ConfigError",
+    "Corpus",
+    "CorpusError",
+    "InputError",
+    "InputSpec",
+    "MissingDependencyError",
+    "Pipeline",
+    "RunResult",
+    "Split",
+    "WinnowError",
+    "__version__",
+    "stages",
+]

@@ -1,0 +1,263 @@
+"""The ``winnow`` command: a thin layer over the library.
+
+Errors the user can fix print as one line and exit 1; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from winnow import __version__
+from winnow.errors import WinnowError
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="winnow")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.option("-v", "--verbose", count=True, help="Log what winnow decides (-v) or everything (-vv).")
+def cli(debug: bool, verbose: int) -> None:
+    """Curate instruction-tuning data into a clean, versioned Parquet corpus.
+
+    \b
+    Example:
+      winnow run pipelines/quickstart.yaml
+      winnow inspect corpus/quickstart@v1
+    """
+    from rich.logging import RichHandler
+
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)]
+    )
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Corpus folder to write versions to (replaces the pipeline's `output:`).",
+)
+@click.option("--workers", "-w", type=click.IntRange(min=1), help="Worker processes [default: all cores].")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Rows per batch; the output is the same for any value.",
+)
+@click.option("--force", is_flag=True, help="Write a new version even if nothing changed.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def run(
+    pipeline: Path, output: Path | None, workers: int | None, batch_size: int, force: bool, no_progress: bool
+) -> None:
+    """Run a pipeline YAML and write a new corpus version.
+
+    \b
+    Example:
+      winnow run pipelines/quickstart.yaml --output corpus/try --workers 2
+    """
+    from winnow.pipeline import Pipeline
+
+    p = Pipeline.from_yaml(pipeline)
+    if output is not None:
+        p.output = output
+    started = time.perf_counter()
+    result = p.run(
+        workers=workers,
+        batch_size=batch_size,
+        force=force,
+        progress=not no_progress and sys.stderr.isatty(),
+    )
+    elapsed = time.perf_counter() - started
+    for source in result.sources:
+        d = source.describe()
+        for f in d.get("files", []):
+            why = f" ({f['format_reason']})" if f.get("format_reason") else ""
+            err.print(
+                f"[dim]input[/] {f.get('path')}: {f.get('file_type')}, format {f.get('format')}{why}, "
+                f"{f.get('rows', 0):,} rows"
+            )
+    if result.up_to_date:
+        out.print(
+            f"[bold]up to date[/]: {result.path} already holds this pipeline's output "
+            f"(fingerprint {result.fingerprint[:12]}); nothing written. Use --force to write anyway."
+        )
+        return
+    out.print(funnel_table([s.to_dict() for s in result.stats], title=f"{p.name}"))
+    if result.corpus is not None and result.version is not None:
+        m = result.corpus.manifest(result.version)
+        c = m["counts"]
+        out.print(
+            f"[bold green]wrote[/] {result.path}  ({c['train']:,} train, {c['validation']:,} validation, "
+            f"{c['rejected']:,} rejected) in {elapsed:.1f} s"
+        )
+
+
+@cli.command()
+@click.argument("name", required=False)
+def stages(name: str | None) -> None:
+    """List the registered stages, or one stage's parameters.
+
+    \b
+    Example:
+      winnow stages
+      winnow stages length
+    """
+    from winnow.stages.base import registry, stage_class
+
+    if name:
+        cls = stage_class(name)
+        table = Table(
+            title=f"{cls.name} ({cls.kind} stage) — {_first_line(cls.__doc__)}", title_justify="left"
+        )
+        for col in ("parameter", "type", "default", "meaning"):
+            table.add_column(col, overflow="fold")
+        for p in cls.params():
+            table.add_row(p.name, p.annotation, repr(p.default), p.doc)
+        out.print(table)
+        return
+    table = Table(title="stages (use one in a pipeline as `- NAME: {params}`)", title_justify="left")
+    for col in ("stage", "kind", "parameters", "what it does"):
+        table.add_column(col, overflow="fold")
+    for stage_name, cls in registry().items():
+        params = ", ".join(f"{p.name}={p.default!r}" for p in cls.params())
+        table.add_row(stage_name, cls.kind, params, _first_line(cls.__doc__))
+    out.print(table)
+
+
+@cli.command()
+@click.argument("corpus")
+@click.option(
+    "--rows", "-n", type=click.IntRange(min=0), default=3, show_default=True, help="Sample rows to show."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON for scripts.")
+def inspect(corpus: str, rows: int, as_json: bool) -> None:
+    """Show a corpus version: counts, schema, sample rows and rejection reasons.
+
+    CORPUS is a corpus folder, optionally with a version: corpus/quickstart@v2.
+
+    \b
+    Example:
+      winnow inspect corpus/quickstart@v1 --rows 5
+    """
+    from winnow.corpus import Corpus
+
+    path, version = parse_corpus_ref(corpus)
+    c = Corpus(path)
+    m = c.manifest(version)
+    sample = c.load(m["version"], format="arrow").slice(0, rows).to_pylist()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "version": m["version"],
+                    "fingerprint": m["fingerprint"],
+                    "counts": m["counts"],
+                    "schema": m["schema"],
+                    "stages": m["stages"],
+                    "sample": sample,
+                },
+                ensure_ascii=False,
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    versions = c.versions()
+    out.print(
+        f"[bold]{path}[/] @ {m['version']}  (of {', '.join(versions)}; created {m['created']}, "
+        f"parent {m.get('parent') or '—'}, fingerprint {m['fingerprint'][:12]})"
+    )
+    cnt = m["counts"]
+    out.print(
+        f"rows: {cnt['train']:,} train, {cnt['validation']:,} validation, {cnt['rejected']:,} rejected "
+        f"of {cnt['input']:,} read"
+    )
+    out.print("schema: " + ", ".join(f"{f['name']}: {f['type']}" for f in m["schema"]))
+    out.print(funnel_table(m["stages"], title="funnel"))
+    for row in sample:
+        out.print(_row_panel(row))
+
+
+def funnel_table(stats: Sequence[dict[str, Any]], title: str = "") -> Table:
+    """Rows in and out per stage, time, and the top reasons for removal."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("stage")
+    for col in ("in", "out", "removed", "time"):
+        table.add_column(col, justify="right")
+    table.add_column("top reasons", overflow="fold")
+    for s in stats:
+        reasons = list(s.get("reasons", {}).items())[:3]
+        table.add_row(
+            s["stage"],
+            f"{s['rows_in']:,}",
+            f"{s['rows_out']:,}",
+            f"{s['removed']:,}",
+            f"{s['seconds']:.2f}s",
+            "; ".join(f"{r} ({n:,})" for r, n in reasons),
+        )
+    return table
+
+
+def parse_corpus_ref(ref: str) -> tuple[Path, str]:
+    """``corpus/name@v3`` → (corpus/name, "v3"); without ``@`` the version is "latest"."""
+    m = re.match(r"^(.*)@(v?\d+|latest)$", ref)
+    if m:
+        return Path(m.group(1)), m.group(2)
+    return Path(ref), "latest"
+
+
+def _row_panel(row: dict[str, Any]) -> str:
+    turns = "\n".join(f"  [bold]{m['role']}[/]: {_clip(m['content'])}" for m in row.get("messages") or [])
+    return f"[dim]{row['id']}  {row.get('source')}#{row.get('source_index')}[/]\n{turns}"
+
+
+def _clip(text: str, n: int = 200) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if doc and doc.strip() else ""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="winnow", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except WinnowError as e:
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted: nothing was written")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Execution engines: how batches are scheduled. Stages do not know which one runs them."""

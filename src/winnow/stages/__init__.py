@@ -1,0 +1,33 @@
+"""Stages: the kinds, the registry, and the built-in stages (importing them registers them)."""
+
+from winnow.stages.base import (
+    Filter,
+    GlobalStage,
+    Mapper,
+    Outcome,
+    RowStage,
+    Stage,
+    Verdict,
+    from_config,
+    register,
+    registry,
+    stage_class,
+)
+from winnow.stages.dedup import ExactDedup
+from winnow.stages.filters import LengthFilter
+
+__all__ = [
+    "ExactDedup",
+    "Filter",
+    "GlobalStage",
+    "LengthFilter",
+    "Mapper",
+    "Outcome",
+    "RowStage",
+    "Stage",
+    "Verdict",
+    "from_config",
+    "register",
+    "registry",
+    "stage_class",
+]
