@@ -22,17 +22,16 @@ def render_card(manifest: dict[str, Any], corpus_path: str | Path | None = None)
     """Render the card for a manifest (the facts in words and tables)."""
     counts = manifest["counts"]
     total = counts["train"] + counts["validation"]
-    inputs = []
-    for item in manifest["inputs"]:
-        files = item.get("files") or [{}]
-        inputs.append(
-            {
-                "name": item.get("name") or item.get("path") or "input",
-                "format": ", ".join(sorted({str(f.get("format")) for f in files if f.get("format")})) or "",
-                "rows": item.get("rows"),
-                "sha256": item.get("sha256") or item.get("fingerprint"),
-            }
-        )
+    inputs = [
+        {
+            "name": f.get("source") or f.get("path") or "input",
+            "format": f.get("format") or "",
+            "rows": f.get("rows_read"),
+            "sha256": f.get("sha256") or item.get("fingerprint"),
+        }
+        for item in manifest["inputs"]
+        for f in item.get("files") or [{}]
+    ]
     languages = sorted({x for x in manifest.get("languages", []) if x})
     return (
         _environment()

@@ -86,20 +86,20 @@ def run(
         progress=not no_progress and sys.stderr.isatty(),
     )
     elapsed = time.perf_counter() - started
-    for source in result.sources:
-        d = source.describe()
-        for f in d.get("files", []):
-            why = f" ({f['format_reason']})" if f.get("format_reason") else ""
-            err.print(
-                f"[dim]input[/] {f.get('path')}: {f.get('file_type')}, format {f.get('format')}{why}, "
-                f"{f.get('rows', 0):,} rows"
-            )
     if result.up_to_date:
         out.print(
             f"[bold]up to date[/]: {result.path} already holds this pipeline's output "
             f"(fingerprint {result.fingerprint[:12]}); nothing written. Use --force to write anyway."
         )
         return
+    for source in result.sources:
+        d = source.describe()
+        for f in d.get("files", []):
+            why = f" ({f['format_reason']})" if f.get("format_reason") else ""
+            err.print(
+                f"[dim]input[/] {f.get('path')}: {f.get('file_type')}, format {f.get('format')}{why}, "
+                f"{f.get('rows_read') or 0:,} rows"
+            )
     out.print(funnel_table([s.to_dict() for s in result.stats], title=f"{p.name}"))
     if result.corpus is not None and result.version is not None:
         m = result.corpus.manifest(result.version)

@@ -276,7 +276,7 @@ class Pipeline:
             "fingerprint": fingerprint,
             "name": self.name,
             "config": self.to_dict(),
-            "inputs": [{**s.describe(), "fingerprint": s.fingerprint()} for s in sources],
+            "inputs": [s.describe() for s in sources],
             "stages": [
                 {**st.to_dict(), "params": p, "stage_version": v}
                 for st, p, v in zip(out.stats, stage_params, stage_versions)

@@ -1,0 +1,39 @@
+"""The README's first command: the quickstart pipeline on the bundled sample data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+from winnow.corpus import Corpus
+
+
+def test_quickstart_runs_end_to_end(tmp_path) -> None:
+    out = tmp_path / "quickstart"
+    r = subprocess.run(
+        [sys.executable, "-m", "winnow", "run", "pipelines/quickstart.yaml", "--output", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    for stage in ("ingest", "exact_dedup", "length"):
+        assert stage in r.stdout
+    c = Corpus(out)
+    assert c.versions() == ["v1"]
+    m = c.manifest()
+    assert m["counts"]["input"] == 340  # sample_data/README.md: 340 rows in five files
+    removed = {s["stage"]: s["removed"] for s in m["stages"]}
+    assert removed["exact_dedup"] == 23  # 15 planted copies + 8 that differ only by case/space/width
+    assert removed["length"] == 5  # the planted empty and blank answers
+    formats = {f["format"] for i in m["inputs"] for f in i["files"]}
+    assert formats == {"alpaca", "sharegpt", "openai", "dolly", "prompt_completion"}
+    card = (c.resolve() / "README.md").read_text()
+    assert card.startswith("---\nconfigs:") and "exact_dedup" in card
+    df = c.load()
+    assert df["id"].is_unique and set(df["source"]) == {
+        f"sample_data/{n}"
+        for n in ("alpaca.jsonl", "sharegpt.json", "openai.jsonl", "dolly.jsonl", "prompt_completion.csv")
+    }
