@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_pipeline import ROWS, write_jsonl
-from winnow.cli import parse_corpus_ref
-from winnow.corpus import Corpus
+from winnow.corpus import Corpus, parse_ref
 
 
 def winnow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -130,8 +129,8 @@ def test_config_errors_and_debug(tmp_path) -> None:
     assert_clean_error(winnow("run", str(tmp_path / "nope.yaml")), "does not exist")
 
 
-def test_parse_corpus_ref() -> None:
-    assert parse_corpus_ref("corpus/x@v3") == (Path("corpus/x"), "v3")
-    assert parse_corpus_ref("corpus/x") == (Path("corpus/x"), "latest")
-    assert parse_corpus_ref("corpus/x@latest") == (Path("corpus/x"), "latest")
-    assert parse_corpus_ref("corpus/x@2") == (Path("corpus/x"), "2")
+def test_parse_ref() -> None:
+    assert parse_ref("corpus/x@v3") == (Path("corpus/x"), "v3")
+    assert parse_ref("corpus/x") == (Path("corpus/x"), "latest")
+    assert parse_ref("corpus/x@latest") == (Path("corpus/x"), "latest")
+    assert parse_ref("corpus/x@2") == (Path("corpus/x"), "2")

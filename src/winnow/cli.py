@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from winnow import __version__
+from winnow.corpus import parse_ref
 from winnow.errors import WinnowError
 
 out = Console(highlight=False)
@@ -159,7 +159,7 @@ def inspect(corpus: str, rows: int, as_json: bool) -> None:
     """
     from winnow.corpus import Corpus
 
-    path, version = parse_corpus_ref(corpus)
+    path, version = parse_ref(corpus)
     c = Corpus(path)
     m = c.manifest(version)
     sample = c.load(m["version"], format="arrow").slice(0, rows).to_pylist()
@@ -214,14 +214,6 @@ def funnel_table(stats: Sequence[dict[str, Any]], title: str = "") -> Table:
             "; ".join(f"{r} ({n:,})" for r, n in reasons),
         )
     return table
-
-
-def parse_corpus_ref(ref: str) -> tuple[Path, str]:
-    """``corpus/name@v3`` → (corpus/name, "v3"); without ``@`` the version is "latest"."""
-    m = re.match(r"^(.*)@(v?\d+|latest)$", ref)
-    if m:
-        return Path(m.group(1)), m.group(2)
-    return Path(ref), "latest"
 
 
 def _row_panel(row: dict[str, Any]) -> str:

@@ -45,6 +45,14 @@ Format = Literal["pandas", "arrow", "datasets"]
 _VERSION = re.compile(r"^v(\d+)$")
 
 
+def parse_ref(ref: str) -> tuple[Path, str]:
+    """``corpus/name@v3`` → (corpus/name, "v3"); without ``@`` the version is "latest"."""
+    m = re.match(r"^(.*)@(v?\d+|latest)$", ref)
+    if m:
+        return Path(m.group(1)), m.group(2)
+    return Path(ref), "latest"
+
+
 def validation_mask(ids: pa.Array | pa.ChunkedArray, fraction: float, seed: int = 0) -> np.ndarray:
     """True for rows in the validation split: a hash of the id, so a row keeps its split in
     every version and validation never leaks into train as the corpus evolves."""
@@ -149,6 +157,18 @@ class Corpus:
             table = table.filter(pa.compute.equal(table.column("stage"), stage))
         return _convert(table, format)
 
+    def table(self, name: str, version: str | int = "latest", stage: str | None = None) -> pa.Table:
+        """A table a stage wrote into the version, e.g. ``table("clusters")`` of ``minhash_dedup``."""
+        folder = self.resolve(version) / name
+        files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        if stage is not None:
+            files = [f for f in files if re.match(rf"^\d+-{re.escape(stage)}-\d+-of-", f.name)]
+        if not files:
+            raise CorpusError(
+                f"{self.resolve(version)} has no '{name}' table" + (f" from {stage}" if stage else "")
+            )
+        return _read(files)
+
     def _table(self, files: list[Path], version: str | int) -> pa.Table:
         if files:
             return _read(files)
@@ -209,8 +229,11 @@ class Draft:
             shards += writer.shards
         return shards
 
-    def write_rejected(self, name: str, tables: Iterable[pa.Table], rows: int) -> list[dict[str, Any]]:
-        with _ShardWriter(self.folder / "rejected", name, rows, schema.REJECTED_SCHEMA) as writer:
+    def write_table(
+        self, folder: str, name: str, tables: Iterable[pa.Table], rows: int, table_schema: pa.Schema
+    ) -> list[dict[str, Any]]:
+        """Write rows as ``folder/name-00000-of-0000N.parquet`` shards (rejected rows, clusters…)."""
+        with _ShardWriter(self.folder / folder, name, rows, table_schema) as writer:
             for table in tables:
                 writer.write(table)
         return writer.shards

@@ -31,7 +31,7 @@ from winnow import __version__, schema
 from winnow.card import render_card
 from winnow.corpus import Corpus, Draft
 from winnow.engines.local import EngineOutput, LocalEngine, StageStats, read_batches, read_ipc
-from winnow.errors import ConfigError, InvariantError
+from winnow.errors import ConfigError, CorpusError, InvariantError
 from winnow.formats import InputSource, InputSpec, from_object, open_input
 from winnow.stages import base as stage_base
 from winnow.stages.base import Stage
@@ -208,7 +208,10 @@ class Pipeline:
                 rejected = _concat(
                     [read_ipc(p) for files in out.rejected for p in files], schema.REJECTED_SCHEMA
                 )
-            return RunResult(self, out.stats, sources, fingerprint, kept=kept, rejected=rejected, kind=kind)
+                tables = {f"{name}/{step:02d}-{stage}": read_ipc(p) for step, stage, name, p in out.tables}
+            return RunResult(
+                self, out.stats, sources, fingerprint, kept=kept, rejected=rejected, kind=kind, tables=tables
+            )
 
         corpus = Corpus(target)
         if not force and corpus.versions():
@@ -242,6 +245,7 @@ class Pipeline:
             "corpus_format": CORPUS_FORMAT,
             "config": config,
             "stage_versions": [[s.name, s.version] for s in self.stages],
+            "external": [s.external_fingerprint() for s in self.stages],
             "inputs": [s.fingerprint() for s in sources],
         }
         text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
@@ -256,9 +260,19 @@ class Pipeline:
         steps = ["ingest", *[s.name for s in self.stages]]
         for step, (name, files) in enumerate(zip(steps, out.rejected)):
             if files:
-                rejected_shards += draft.write_rejected(
-                    f"{step:02d}-{name}", read_batches(files), out.stats[step].removed
+                rejected_shards += draft.write_table(
+                    "rejected",
+                    f"{step:02d}-{name}",
+                    read_batches(files),
+                    out.stats[step].removed,
+                    schema.REJECTED_SCHEMA,
                 )
+        table_shards = []
+        for step, stage_name, table_name, path in out.tables:
+            table = read_ipc(path)
+            table_shards += draft.write_table(
+                table_name, f"{step:02d}-{stage_name}", [table], table.num_rows, table.schema
+            )
         counts = {
             s: sum(x["rows"] for x in shards if x["path"].startswith(f"data/{s}-"))
             for s in ("train", "validation")
@@ -283,7 +297,7 @@ class Pipeline:
             ],
             "counts": counts,
             "schema": [{"name": f.name, "type": str(f.type)} for f in table_schema],
-            "shards": {"data": shards, "rejected": rejected_shards},
+            "shards": {"data": shards, "rejected": rejected_shards, "tables": table_shards},
             "winnow_version": __version__,
             "versions": _library_versions(),
         }
@@ -304,6 +318,7 @@ class RunResult:
         kept: pa.Table | None = None,
         rejected: pa.Table | None = None,
         kind: str = "pandas",
+        tables: dict[str, pa.Table] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.stats = stats
@@ -315,6 +330,7 @@ class RunResult:
         self._kept = kept
         self._rejected = rejected
         self.kind = kind
+        self._tables = tables
 
     @property
     def path(self) -> Path | None:
@@ -348,6 +364,20 @@ class RunResult:
             return table if format == "arrow" else table.to_pandas()
         assert self.corpus is not None
         return self.corpus.rejected(self.version or "latest", format=format)  # type: ignore[arg-type]
+
+    def table(self, name: str, stage: str | None = None) -> pa.Table:
+        """A table a stage explained itself with, e.g. ``table("clusters")``."""
+        if self._tables is None:
+            assert self.corpus is not None
+            return self.corpus.table(name, self.version or "latest", stage)
+        found = [
+            t
+            for key, t in self._tables.items()
+            if key.startswith(f"{name}/") and (stage is None or key.endswith(f"-{stage}"))
+        ]
+        if not found:
+            raise CorpusError(f"this run wrote no '{name}' table")
+        return pa.concat_tables(found)
 
     def funnel(self) -> list[dict[str, Any]]:
         return [s.to_dict() for s in self.stats]

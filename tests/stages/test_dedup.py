@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
 from tests.conftest import conversation, table
+from winnow.errors import ConfigError
 from winnow.stages import ExactDedup
 
 
@@ -40,8 +42,19 @@ def test_on_instruction_and_keep_longest_response() -> None:
 def test_keep_most_turns() -> None:
     t = table([("Hi", "Hello"), ("Hi", "Hello", "More?", "Sure.")])
     assert kept_indexes(ExactDedup(on="instruction", keep="most_turns"), t) == [0, 1]  # instructions differ
-    t = table([("Hi", "Hello"), ("hi", "Hello there, friend")])
-    assert kept_indexes(ExactDedup(on="instruction", keep="most_turns"), t) == [0]
+    t = table([("Hi", "Hello"), ("hi", "Hello there, friend")])  # a tie in turns: the smaller id wins
+    smaller = min(range(2), key=lambda i: t["id"][i].as_py())
+    assert kept_indexes(ExactDedup(on="instruction", keep="most_turns"), t) == [smaller]
+
+
+def test_keep_by_a_column() -> None:
+    t = table([("Hi", "a"), ("hi", "b"), ("HI", "c")]).append_column("score", pa.array([0.2, 0.9, 0.5]))
+    assert kept_indexes(ExactDedup(on="instruction", keep={"by": "score"}), t) == [1]
+    assert kept_indexes(ExactDedup(on="instruction", keep={"by": "score", "order": "asc"}), t) == [0]
+    with pytest.raises(ConfigError, match="no column 'nope'"):
+        ExactDedup(on="instruction", keep={"by": "nope"}).run(t)
+    with pytest.raises(ConfigError, match="keep as a map"):
+        ExactDedup(keep={"by": "score", "order": "up"})
 
 
 def test_roles_matter_in_conversation_mode() -> None:

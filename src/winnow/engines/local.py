@@ -31,7 +31,7 @@ import pyarrow.ipc as ipc
 
 from winnow import schema
 from winnow.errors import InvariantError
-from winnow.stages.base import GlobalStage, RowStage, Stage
+from winnow.stages.base import GlobalStage, RowStage, Stage, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ class EngineOutput:
     #: one entry per step (0 = ingest, then the stages in order): the files of rejected rows
     rejected: list[list[Path]]
     stats: list[StageStats]
+    #: tables global stages explain themselves with: (step, stage, table name, file)
+    tables: list[tuple[int, str, str, Path]] = field(default_factory=list)
 
 
 @dataclass
@@ -145,6 +147,7 @@ class LocalEngine:
         work.mkdir(parents=True, exist_ok=True)
         stats = [StageStats(INGEST)] + [StageStats(s.name) for s in stages]
         rejected: list[list[Path]] = [[] for _ in stats]
+        tables: list[tuple[int, str, str, Path]] = []
         batches = self._ingest(ingest, work / "p0", stats[0], rejected[0])
         executor: Executor | None = None
         try:
@@ -171,10 +174,15 @@ class LocalEngine:
                 if step.summarize is not None:
                     s, stage = step.summarize
                     started = time.perf_counter()
-                    state = stage.combine(partials)
+                    combined = unwrap(stage.combine(partials))
+                    del partials
                     stats[s].seconds += time.perf_counter() - started
                     with open(work / f"state-{s:02d}.pkl", "wb") as f:
-                        pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+                        pickle.dump(combined.state, f, protocol=pickle.HIGHEST_PROTOCOL)
+                    for name, table in combined.tables.items():
+                        path = work / "tables" / f"{s:02d}-{stage.name}-{name}.arrow"
+                        write_ipc(table, path)
+                        tables.append((s, stage.name, name, path))
         except BaseException:
             if executor is not None:
                 _stop(executor)
@@ -184,7 +192,7 @@ class LocalEngine:
             if executor is not None:
                 executor.shutdown()
         _check_conservation(stats)
-        return EngineOutput(batches, rejected, stats)
+        return EngineOutput(batches, rejected, stats, tables)
 
     def _ingest(
         self, ingest: Iterable[tuple[pa.Table, pa.Table]], out: Path, stats: StageStats, rejected: list[Path]

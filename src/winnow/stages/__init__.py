@@ -1,6 +1,7 @@
 """Stages: the kinds, the registry, and the built-in stages (importing them registers them)."""
 
 from winnow.stages.base import (
+    Combined,
     Filter,
     GlobalStage,
     Mapper,
@@ -13,15 +14,17 @@ from winnow.stages.base import (
     registry,
     stage_class,
 )
-from winnow.stages.dedup import ExactDedup
+from winnow.stages.dedup import ExactDedup, MinHashDedup
 from winnow.stages.filters import LengthFilter
 
 __all__ = [
+    "Combined",
     "ExactDedup",
     "Filter",
     "GlobalStage",
     "LengthFilter",
     "Mapper",
+    "MinHashDedup",
     "Outcome",
     "RowStage",
     "Stage",

@@ -60,6 +60,19 @@ class Outcome:
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
+@dataclass
+class Combined:
+    """What ``combine`` may return when a stage also explains itself in tables.
+
+    ``state`` travels to the workers for ``apply`` (keep it small); ``tables`` (for example
+    dedup clusters) are written into the version as ``NAME/NN-stage.parquet`` and never
+    travel to the workers.
+    """
+
+    state: Any
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class ParamInfo:
     name: str
@@ -140,6 +153,11 @@ class Stage:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+    def external_fingerprint(self) -> str | None:
+        """A hash of data the stage reads besides its input (a reference corpus, benchmark
+        files), so that a change there makes a new corpus version. None: there is none."""
+        return None
+
     # -- lifecycle ----------------------------------------------------------------------------
     def setup(self) -> None:
         """Load heavy resources (detectors, tokenizers). Called once per worker before use."""
@@ -197,6 +215,7 @@ class GlobalStage(Stage):
         raise NotImplementedError
 
     def combine(self, partials: list[Any]) -> Any:
+        """The state ``apply`` needs, from all partials in stream order (or a :class:`Combined`)."""
         raise NotImplementedError
 
     def annotate(self, batch: pa.Table, state: Any) -> pa.Table:
@@ -211,7 +230,11 @@ class GlobalStage(Stage):
 
     def run(self, batch: pa.Table) -> Outcome:
         """All three steps on one table, for notebooks and tests."""
-        return self.apply(batch, self.combine([self.summarize(batch)]))
+        return self.apply(batch, unwrap(self.combine([self.summarize(batch)])).state)
+
+
+def unwrap(combined: Any) -> Combined:
+    return combined if isinstance(combined, Combined) else Combined(combined)
 
 
 def split(stage: str, batch: pa.Table, verdict: pa.Array | Verdict) -> Outcome:
