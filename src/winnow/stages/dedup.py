@@ -27,6 +27,9 @@ KeepRule = Literal["first", "longest_response", "most_turns"]
 #: Removed before shingling: sentence punctuation and quotes, whose changes are edits of form, not
 #: content. Symbols that change meaning (+ - * / = < > % brackets) stay: "5*3" is not "5/3".
 SENTENCE_PUNCTUATION = r"[.,;:!?¿¡\"'“”‘’«»„…。，；：！？、]+"
+#: Values in the response sketch of ``response_guard``: enough to tell a different answer
+#: (J≈0.1) from the same one (J≥0.8), cheap next to the 128-value signature.
+GUARD_PERM = 32
 #: A component this large is reported: usually many copies of a template, or a low threshold.
 LARGE_CLUSTER = 1000
 
@@ -47,13 +50,9 @@ def compared_text(batch: pa.Table, on: str, normalize: bool, roles: bool = True)
 
 def check_keep(keep: Any) -> None:
     if isinstance(keep, Mapping) and (
-        set(keep) - {"by", "order"}
-        or "by" not in keep
-        or keep.get("order", "desc") not in ("asc", "desc")
+        set(keep) - {"by", "order"} or "by" not in keep or keep.get("order", "desc") not in ("asc", "desc")
     ):
-        raise ConfigError(
-            "keep as a map is {by: COLUMN, order: desc|asc}, e.g. {by: quality.score}", "keep"
-        )
+        raise ConfigError("keep as a map is {by: COLUMN, order: desc|asc}, e.g. {by: quality.score}", "keep")
 
 
 def keep_rank(batch: pa.Table, keep: Any) -> np.ndarray:
@@ -213,6 +212,9 @@ class MinHashDedup(GlobalStage):
         normalize: shingle the text after Unicode NFKC, lower-casing and whitespace collapsing.
         strip_punctuation: drop sentence punctuation and quotes before shingling (symbols such as
             ``+ - * / =`` and brackets stay).
+        response_guard: with ``on: conversation``, rows whose responses alone are less similar
+            than this (estimated on a small 32-value sketch) are never duplicates: rows sharing a
+            long template prompt or system prompt but answering differently stay. Null: off.
         against: a corpus (``corpus/NAME@vN``) or any input whose rows count as already kept:
             rows near-duplicating them are removed (incremental curation).
 
@@ -236,6 +238,7 @@ class MinHashDedup(GlobalStage):
         keep: KeepRule | dict[str, str] = "longest_response",
         normalize: bool = True,
         strip_punctuation: bool = True,
+        response_guard: float | None = 0.5,
         against: str | None = None,
     ) -> None:
         check_keep(keep)
@@ -259,6 +262,7 @@ class MinHashDedup(GlobalStage):
         self.keep = keep
         self.normalize = normalize
         self.strip_punctuation = strip_punctuation
+        self.response_guard = response_guard
         self.against = against
 
     @property
@@ -271,24 +275,37 @@ class MinHashDedup(GlobalStage):
         weights = tuple(self.weights) if self.weights else (0.5, 0.5)
         return minhash.lsh_bands(self.threshold, self.num_perm, weights)  # type: ignore[arg-type]
 
-    def signatures(self, batch: pa.Table) -> np.ndarray:
-        texts = compared_text(batch, self.on, self.normalize, roles=False)
+    @property
+    def guarded(self) -> bool:
+        return self.on == "conversation" and self.response_guard is not None
+
+    def signatures(
+        self, batch: pa.Table, on: str | None = None, hasher: minhash.MinHasher | None = None
+    ) -> np.ndarray:
+        texts = compared_text(batch, on or self.on, self.normalize, roles=False)
         if self.strip_punctuation:
             texts = pc.utf8_trim_whitespace(
                 pc.replace_substring_regex(
                     pc.replace_substring_regex(texts, SENTENCE_PUNCTUATION, " "), r"\s+", " "
                 )
             )
-        return self.hasher.signatures(texts.to_pylist())
+        return (hasher or self.hasher).signatures(texts.to_pylist())
+
+    def response_sketches(self, batch: pa.Table) -> np.ndarray:
+        """A 32-value signature of the responses alone, for ``response_guard``."""
+        small = minhash.MinHasher(GUARD_PERM, self.seed, self.shingle, self.ngram)
+        return self.signatures(batch, on="response", hasher=small)
 
     def summarize(self, batch: pa.Table) -> dict[str, np.ndarray]:
-        sig = self.signatures(batch)
-        return {
+        partial = {
             "order": batch.column(schema.ORDER).to_numpy(),
             "id": np.array(batch.column("id").to_pylist(), dtype=object),
             "rank": keep_rank(batch, self.keep),
-            "sig": sig,
+            "sig": self.signatures(batch),
         }
+        if self.guarded:
+            partial["guard"] = self.response_sketches(batch)
+        return partial
 
     def combine(self, partials: list[dict[str, np.ndarray]]) -> Combined:
         parts = [p for p in partials if p is not None and len(p["order"])]
@@ -296,15 +313,19 @@ class MinHashDedup(GlobalStage):
         ids = np.concatenate([p["id"] for p in parts]) if parts else np.zeros(0, object)
         rank = np.concatenate([p["rank"] for p in parts]) if parts else np.zeros(0)
         sig = np.concatenate([p["sig"] for p in parts]) if parts else np.zeros((0, self.num_perm), np.uint32)
+        guard = np.concatenate([p["guard"] for p in parts]) if parts and self.guarded else None
         del parts, partials
         current = len(order)
-        ref_ids, ref_sig = self._reference()
+        ref_ids, ref_sig, ref_guard = self._reference()
         if len(ref_ids):
             ids = np.concatenate([ids, ref_ids])
             sig = np.concatenate([sig, ref_sig])
             rank = np.concatenate([rank, np.full(len(ref_ids), np.inf)])
+            guard = (
+                np.concatenate([guard, ref_guard]) if guard is not None and ref_guard is not None else None
+            )
         is_ref = np.arange(len(ids)) >= current
-        clusters, removed_by, similar = self._cluster(sig, rank, ids.astype(str), is_ref)
+        clusters, removed_by, similar = self._cluster(sig, guard, rank, ids.astype(str), is_ref)
         removed = np.flatnonzero((removed_by >= 0) & ~is_ref)
         kept_clustered = np.flatnonzero((clusters >= 0) & (removed_by < 0) & ~is_ref)
         cluster_ids = np.where(clusters >= 0, ids[np.maximum(clusters, 0)], None)
@@ -331,18 +352,21 @@ class MinHashDedup(GlobalStage):
             }
         ).sort_by([("cluster", "ascending"), ("kept", "descending"), ("id", "ascending")])
         survivors = np.flatnonzero((removed_by < 0) & ~is_ref)
-        index = pa.table(
-            {
-                "id": pa.array(ids[survivors].tolist(), pa.string()),
-                "signature": pa.FixedSizeListArray.from_arrays(
-                    pa.array(sig[survivors].ravel(), pa.uint32()), self.num_perm
-                ),
-            }
-        ).replace_schema_metadata({"winnow.minhash": str(self._index_params())})
+        columns = {
+            "id": pa.array(ids[survivors].tolist(), pa.string()),
+            "signature": pa.FixedSizeListArray.from_arrays(
+                pa.array(sig[survivors].ravel(), pa.uint32()), self.num_perm
+            ),
+        }
+        if guard is not None:
+            columns["guard"] = pa.FixedSizeListArray.from_arrays(
+                pa.array(guard[survivors].ravel(), pa.uint32()), GUARD_PERM
+            )
+        index = pa.table(columns).replace_schema_metadata({"winnow.minhash": str(self._index_params())})
         return Combined(state, {"clusters": clusters_table, "index": index})
 
     def _cluster(
-        self, sig: np.ndarray, rank: np.ndarray, ids: np.ndarray, is_ref: np.ndarray
+        self, sig: np.ndarray, guard: np.ndarray | None, rank: np.ndarray, ids: np.ndarray, is_ref: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row: its cluster (index of the cluster's first row, -1 if alone), the row it
         duplicates (-1 if kept) and the estimated similarity to that row."""
@@ -361,11 +385,15 @@ class MinHashDedup(GlobalStage):
         keep_pair = ~(is_ref[i] & is_ref[j])
         i, j = i[keep_pair], j[keep_pair]
         ok = minhash.similarity(sig, i, j) >= self.threshold
+        if guard is not None:
+            ok &= minhash.similarity(guard, i, j) >= self.response_guard
         i, j = i[ok], j[ok]
         graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(n, n))
         _, labels = connected_components(graph, directed=False)
         sizes = np.bincount(labels)
         members = np.flatnonzero(sizes[labels] > 1)
+        if not len(members):
+            return clusters, removed_by, similar
         # Walk order: component, reference rows first, then keep rank (high first), then id.
         walk = members[np.lexsort((ids[members], -rank[members], ~is_ref[members], labels[members]))]
         starts = np.flatnonzero(np.r_[True, labels[walk][1:] != labels[walk][:-1]])
@@ -383,6 +411,8 @@ class MinHashDedup(GlobalStage):
             kept = [component[0]]
             for row in component[1:]:
                 scores = (sig[kept] == sig[row]).mean(axis=1)
+                if guard is not None:  # a kept row with a clearly different answer is no match
+                    scores[(guard[kept] == guard[row]).mean(axis=1) < self.response_guard] = 0
                 best = int(np.argmax(scores))
                 if scores[best] >= self.threshold and not is_ref[row]:
                     removed_by[row] = kept[best]
@@ -412,13 +442,23 @@ class MinHashDedup(GlobalStage):
 
     # -- against: rows already kept elsewhere ---------------------------------------------------
     def _index_params(self) -> dict[str, Any]:
-        keys = ("on", "shingle", "ngram", "num_perm", "seed", "normalize", "strip_punctuation")
+        keys = (
+            "on",
+            "shingle",
+            "ngram",
+            "num_perm",
+            "seed",
+            "normalize",
+            "strip_punctuation",
+            "response_guard",
+        )
         return {k: getattr(self, k) for k in keys}
 
-    def _reference(self) -> tuple[np.ndarray, np.ndarray]:
-        """Ids and signatures of the ``against`` rows (from a saved index when it fits)."""
+    def _reference(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Ids, signatures and response sketches of the ``against`` rows (from a saved index
+        when it fits)."""
         if not self.against:
-            return np.zeros(0, object), np.zeros((0, self.num_perm), np.uint32)
+            return np.zeros(0, object), np.zeros((0, self.num_perm), np.uint32), None
         from winnow.corpus import Corpus, parse_ref
 
         path, version = parse_ref(self.against)
@@ -431,14 +471,31 @@ class MinHashDedup(GlobalStage):
                 table = pq.read_table(file)
                 meta = (table.schema.metadata or {}).get(b"winnow.minhash", b"").decode()
                 if meta == str(self._index_params()):
-                    flat = table.column("signature").combine_chunks().flatten().to_numpy()
-                    return np.array(table.column("id").to_pylist(), object), flat.reshape(-1, self.num_perm)
+                    ids = np.array(table.column("id").to_pylist(), object)
+                    sig = (
+                        table.column("signature")
+                        .combine_chunks()
+                        .flatten()
+                        .to_numpy()
+                        .reshape(-1, self.num_perm)
+                    )
+                    guard = None
+                    if self.guarded:
+                        guard = (
+                            table.column("guard")
+                            .combine_chunks()
+                            .flatten()
+                            .to_numpy()
+                            .reshape(-1, GUARD_PERM)
+                        )
+                    return ids, sig, guard
             rows = corpus.load(version, format="arrow")
         else:
             from winnow.formats import InputSpec, open_input
 
             rows = open_input(InputSpec(path=str(self.against))).to_table()
-        return np.array(rows.column("id").to_pylist(), object), self.signatures(rows)
+        guard = self.response_sketches(rows) if self.guarded else None
+        return np.array(rows.column("id").to_pylist(), object), self.signatures(rows), guard
 
     def external_fingerprint(self) -> str | None:
         if not self.against:
