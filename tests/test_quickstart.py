@@ -19,7 +19,7 @@ def test_quickstart_runs_end_to_end(tmp_path) -> None:
         timeout=300,
     )
     assert r.returncode == 0, r.stderr
-    for stage in ("ingest", "exact_dedup", "length"):
+    for stage in ("ingest", "exact_dedup", "minhash_dedup", "length"):
         assert stage in r.stdout
     c = Corpus(out)
     assert c.versions() == ["v1"]
@@ -27,7 +27,10 @@ def test_quickstart_runs_end_to_end(tmp_path) -> None:
     assert m["counts"]["input"] == 340  # sample_data/README.md: 340 rows in five files
     removed = {s["stage"]: s["removed"] for s in m["stages"]}
     assert removed["exact_dedup"] == 23  # 15 planted copies + 8 that differ only by case/space/width
+    assert removed["minhash_dedup"] == 10  # the 10 planted near-duplicate pairs
     assert removed["length"] == 5  # the planted empty and blank answers
+    clusters = c.table("clusters")
+    assert clusters.num_rows == 20 and sum(clusters.column("kept").to_pylist()) == 10
     formats = {f["format"] for i in m["inputs"] for f in i["files"]}
     assert formats == {"alpaca", "sharegpt", "openai", "dolly", "prompt_completion"}
     card = (c.resolve() / "README.md").read_text()
