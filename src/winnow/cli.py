@@ -203,8 +203,12 @@ def funnel_table(stats: Sequence[dict[str, Any]], title: str = "") -> Table:
     for col in ("in", "out", "removed", "time"):
         table.add_column(col, justify="right")
     table.add_column("top reasons", overflow="fold")
+    changed = any(s.get("events") for s in stats)
+    if changed:
+        table.add_column("changed rows", overflow="fold")
     for s in stats:
         reasons = list(s.get("reasons", {}).items())[:3]
+        events = ["; ".join(f"{r} ({n:,})" for r, n in list(s.get("events", {}).items())[:3])] if changed else []
         table.add_row(
             s["stage"],
             f"{s['rows_in']:,}",
@@ -212,6 +216,7 @@ def funnel_table(stats: Sequence[dict[str, Any]], title: str = "") -> Table:
             f"{s['removed']:,}",
             f"{s['seconds']:.2f}s",
             "; ".join(f"{r} ({n:,})" for r, n in reasons),
+            *events,
         )
     return table
 

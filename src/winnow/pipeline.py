@@ -577,6 +577,7 @@ def _stats_from_dict(d: Mapping[str, Any]) -> StageStats:
         d["rows_out"],
         d.get("seconds", 0.0),
         collections.Counter(d.get("reasons", {})),
+        events=collections.Counter(d.get("events", {})),
     )
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import collections
+
 import pyarrow as pa
 import pytest
 
@@ -101,3 +103,24 @@ def test_a_filter_subclass_needs_only_reasons() -> None:
     out = NoX().process(table([("x marks", "1"), ("fine", "2")]))
     assert out.kept.num_rows == 1
     assert out.rejected["reason"].to_pylist() == ["has x"]
+
+
+def test_events_count_changes_to_kept_rows(tmp_path) -> None:
+    from tests import engine_util
+
+    class Shout(Filter):
+        """Upper-cases nothing, but reports an event per row (a stand-in for redaction).
+
+        >>> Shout()
+        Shout()
+        """
+
+        name = "shout"
+
+        def reasons(self, batch: pa.Table) -> Verdict:
+            events = collections.Counter({"shouted": batch.num_rows})
+            return Verdict(pa.nulls(batch.num_rows, pa.string()), events=events)
+
+    _, _, out = engine_util.run(table([("a", "1"), ("b", "2"), ("c", "3")]), [Shout()], tmp_path, batch_size=2)
+    assert out.stats[1].events == {"shouted": 3}
+    assert out.stats[1].to_dict()["events"] == {"shouted": 3}

@@ -49,6 +49,8 @@ class StageStats:
     reasons: collections.Counter[str] = field(default_factory=collections.Counter)
     #: rows written to rejected/; must equal ``removed`` (checked at the end of every run)
     rejected: int = 0
+    #: changes to kept rows (redactions, fixes), by kind
+    events: collections.Counter[str] = field(default_factory=collections.Counter)
 
     @property
     def removed(self) -> int:
@@ -62,6 +64,7 @@ class StageStats:
             "removed": self.removed,
             "seconds": round(self.seconds, 3),
             "reasons": dict(self.reasons.most_common()),
+            "events": dict(self.events.most_common()),
         }
 
 
@@ -248,6 +251,7 @@ def _run_task(task: _Task) -> _TaskResult:
         st.rows_out += outcome.kept.num_rows
         st.seconds += time.perf_counter() - started
         st.reasons.update(outcome.counts)
+        st.events.update(outcome.events)
         st.rejected += outcome.rejected.num_rows
         if outcome.rejected.num_rows:
             path = task.work / "rejected" / f"{step:02d}-{task.index:06d}.arrow"
@@ -316,6 +320,7 @@ def _add(total: StageStats, part: StageStats) -> None:
     total.rows_out += part.rows_out
     total.seconds += part.seconds
     total.reasons.update(part.reasons)
+    total.events.update(part.events)
     total.rejected += part.rejected
 
 

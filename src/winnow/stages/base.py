@@ -49,6 +49,8 @@ class Verdict:
 
     reasons: pa.Array
     kinds: pa.Array | None = None
+    #: changes to rows that were kept (``email redacted``: 3), counted in the stats beside the reasons
+    events: collections.Counter[str] | None = None
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Outcome:
     kept: pa.Table
     rejected: pa.Table
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
+    events: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 @dataclass
@@ -245,8 +248,9 @@ def split(stage: str, batch: pa.Table, verdict: pa.Array | Verdict) -> Outcome:
     if len(reasons) != batch.num_rows:
         raise ValueError(f"stage '{stage}' gave {len(reasons)} verdicts for {batch.num_rows} rows")
     drop = pc.is_valid(reasons)
+    events = collections.Counter(verdict.events or {})
     if not pc.any(drop).as_py():
-        return Outcome(batch, schema.empty(schema.REJECTED_SCHEMA))
+        return Outcome(batch, schema.empty(schema.REJECTED_SCHEMA), events=events)
     kept = batch.filter(pc.invert(drop))
     gone = schema.canonical(batch.filter(drop))
     why = reasons.filter(drop)
@@ -261,7 +265,7 @@ def split(stage: str, batch: pa.Table, verdict: pa.Array | Verdict) -> Outcome:
             if row["values"] is not None
         }
     )
-    return Outcome(kept, rejected, counts)
+    return Outcome(kept, rejected, counts, events)
 
 
 def _as_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
