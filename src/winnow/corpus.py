@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -238,8 +238,11 @@ class Draft:
                 writer.write(table)
         return writer.shards
 
-    def commit(self, manifest: dict[str, Any], render_card: Any = None) -> str:
-        """Number the version, write its manifest and card, publish it and point ``latest`` at it."""
+    def commit(
+        self, manifest: dict[str, Any], documents: Mapping[str, Callable[[Path, dict[str, Any]], str]] | None = None
+    ) -> str:
+        """Number the version, write its manifest and documents (card, report), publish it and
+        point ``latest`` at it. ``documents`` maps a file name to a function of (folder, manifest)."""
         corpus = self.corpus
         with corpus._lock():
             versions = corpus.versions()
@@ -252,8 +255,8 @@ class Draft:
                 **manifest,
             }
             (self.folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-            if render_card is not None:
-                (self.folder / "README.md").write_text(render_card(manifest))
+            for filename, render in (documents or {}).items():
+                (self.folder / filename).write_text(render(self.folder, manifest), encoding="utf-8")
             os.rename(self.folder, corpus.path / name)
             _point_latest(corpus.path, name)
         return name

@@ -33,6 +33,7 @@ from winnow.corpus import Corpus, Draft
 from winnow.engines.local import EngineOutput, LocalEngine, StageStats, read_batches, read_ipc
 from winnow.errors import ConfigError, CorpusError, InvariantError
 from winnow.formats import InputSource, InputSpec, from_object, open_input
+from winnow.report import render_report
 from winnow.stages import base as stage_base
 from winnow.stages.base import Stage
 
@@ -232,7 +233,9 @@ class Pipeline:
             out = engine.run(_ingest(sources, batch_size), self.stages, draft.folder / ".work")
             manifest = self._write(draft, out, sources, fingerprint)
             shutil.rmtree(draft.folder / ".work")
-            version = draft.commit(manifest, render_card)
+            version = draft.commit(
+                manifest, {"README.md": lambda _, m: render_card(m), "report.html": render_report}
+            )
         return RunResult(self, out.stats, sources, fingerprint, corpus=corpus, version=version, kind=kind)
 
     def _fingerprint(self, inputs: list[Any], sources: list[InputSource]) -> str:
