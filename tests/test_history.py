@@ -74,3 +74,10 @@ def test_trace_follows_a_row_across_versions(two_versions) -> None:
     assert steps[0].where in ("train", "validation")
     with pytest.raises(CorpusError, match="no row with id nope"):
         history.trace(str(two_versions), "nope")
+
+
+def test_notebook_summaries(two_versions) -> None:
+    html = wn.Corpus(two_versions)._repr_html_()
+    assert html.index("<td>v2</td>") < html.index("<td>v1</td>")
+    r = wn.Pipeline(stages=[wn.stages.LengthFilter()]).run([{"instruction": "a", "output": ""}], progress=False)
+    assert "response too short (1)" in r._repr_html_() and "in memory" in r._repr_html_()

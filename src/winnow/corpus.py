@@ -60,9 +60,7 @@ def validation_mask(ids: pa.Array | pa.ChunkedArray, fraction: float, seed: int 
         return np.zeros(len(ids), bool)
     salt = f"{seed}:".encode()
     blake = hashlib.blake2b
-    values = [
-        int.from_bytes(blake(salt + i.encode(), digest_size=8).digest(), "big") for i in ids.to_pylist()
-    ]
+    values = [int.from_bytes(blake(salt + i.encode(), digest_size=8).digest(), "big") for i in ids.to_pylist()]
     limit = min(int(fraction * 2**64), 2**64 - 1)
     return np.array(values, dtype=np.uint64) < np.uint64(limit)
 
@@ -79,6 +77,22 @@ class Corpus:
 
     def __repr__(self) -> str:
         return f"Corpus({str(self.path)!r})"
+
+    def _repr_html_(self) -> str:
+        """The versions as a table in Jupyter, newest first."""
+        from html import escape
+
+        rows = []
+        for name in reversed(self.versions()):
+            m = self.manifest(name)
+            c = m["counts"]
+            rows.append(
+                f"<tr><td>{name}</td><td>{escape(m['created'])}</td><td><code>{m['fingerprint'][:12]}</code></td>"
+                f"<td>{c['train']:,}</td><td>{c['validation']:,}</td><td>{c['rejected']:,}</td></tr>"
+            )
+        head = "".join(f"<th>{h}</th>" for h in ("version", "created", "fingerprint", "train", "validation", "removed"))
+        title = f"<p><b>{escape(str(self.path))}</b> (latest: {self.latest() or '—'})</p>"
+        return f"{title}<table><tr>{head}</tr>{''.join(rows)}</table>"
 
     # -- reading -------------------------------------------------------------------------------
     def versions(self) -> list[str]:
@@ -109,9 +123,7 @@ class Corpus:
         """The folder of ``version`` ("latest", "v3", "3" or 3)."""
         versions = self.versions()
         if not versions:
-            raise CorpusError(
-                f"{self.path} holds no corpus version (expected folders v1, v2, … with {MANIFEST})"
-            )
+            raise CorpusError(f"{self.path} holds no corpus version (expected folders v1, v2, … with {MANIFEST})")
         name = self.latest() if version == "latest" else _version_name(version)
         if name not in versions:
             raise CorpusError(f"{self.path} has no version '{version}'; it has {', '.join(versions)}")
@@ -147,9 +159,7 @@ class Corpus:
             )
         return _convert(self._table(self.files(version, split), version), format)
 
-    def rejected(
-        self, version: str | int = "latest", stage: str | None = None, format: Format = "pandas"
-    ) -> Any:
+    def rejected(self, version: str | int = "latest", stage: str | None = None, format: Format = "pandas") -> Any:
         """The rows a version's run removed, with ``stage`` and ``reason``."""
         files = sorted((self.resolve(version) / "rejected").glob("*.parquet"))
         table = _read(files) if files else schema.empty(schema.REJECTED_SCHEMA)
@@ -164,9 +174,7 @@ class Corpus:
         if stage is not None:
             files = [f for f in files if re.match(rf"^\d+-{re.escape(stage)}-\d+-of-", f.name)]
         if not files:
-            raise CorpusError(
-                f"{self.resolve(version)} has no '{name}' table" + (f" from {stage}" if stage else "")
-            )
+            raise CorpusError(f"{self.resolve(version)} has no '{name}' table" + (f" from {stage}" if stage else ""))
         return _read(files)
 
     def _table(self, files: list[Path], version: str | int) -> pa.Table:

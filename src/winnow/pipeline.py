@@ -90,9 +90,7 @@ class Pipeline:
         self.engine = engine
 
     def __repr__(self) -> str:
-        return (
-            f"Pipeline(name={self.name!r}, inputs={len(self.inputs)}, stages={[s.name for s in self.stages]})"
-        )
+        return f"Pipeline(name={self.name!r}, inputs={len(self.inputs)}, stages={[s.name for s in self.stages]})"
 
     # -- config ---------------------------------------------------------------------------------
     @classmethod
@@ -114,9 +112,7 @@ class Pipeline:
             raise ConfigError(f"{origin}: a pipeline is a map with keys {', '.join(KEYS)}")
         for key in data:
             if key not in KEYS:
-                raise where.error(
-                    data, key, f"unknown key '{key}'{_hint(key, KEYS)}; valid keys: {', '.join(KEYS)}"
-                )
+                raise where.error(data, key, f"unknown key '{key}'{_hint(key, KEYS)}; valid keys: {', '.join(KEYS)}")
         inputs = data.get("inputs")
         if not isinstance(inputs, list) or not inputs:
             raise where.error(data, "inputs", "`inputs` must be a non-empty list like `- path: data.jsonl`")
@@ -134,11 +130,7 @@ class Pipeline:
             try:
                 built.append(stage_base.from_config(entry))
             except ConfigError as e:
-                params = (
-                    next(iter(entry.values()), None)
-                    if isinstance(entry, Mapping) and len(entry) == 1
-                    else None
-                )
+                params = next(iter(entry.values()), None) if isinstance(entry, Mapping) and len(entry) == 1 else None
                 raise where.error(stages, i, str(e), params, e.key) from None
         for key, kind in (("name", str), ("output", str)):
             if key in data and data[key] is not None and not isinstance(data[key], kind):
@@ -149,9 +141,7 @@ class Pipeline:
             raise where.error(data, "split", str(e), data.get("split"), e.key) from None
         engine = data.get("engine", "local")
         if engine not in ENGINES:
-            raise where.error(
-                data, "engine", f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}"
-            )
+            raise where.error(data, "engine", f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}")
         return cls(
             inputs=specs,
             stages=built,
@@ -206,9 +196,7 @@ class Pipeline:
             with tempfile.TemporaryDirectory(prefix="winnow-") as work:
                 out = engine.run(_ingest(sources, batch_size), self.stages, Path(work) / "work")
                 kept = _concat(list(read_batches(out.batches)), schema.SCHEMA)
-                rejected = _concat(
-                    [read_ipc(p) for files in out.rejected for p in files], schema.REJECTED_SCHEMA
-                )
+                rejected = _concat([read_ipc(p) for files in out.rejected for p in files], schema.REJECTED_SCHEMA)
                 tables = {f"{name}/{step:02d}-{stage}": read_ipc(p) for step, stage, name, p in out.tables}
             return RunResult(
                 self, out.stats, sources, fingerprint, kept=kept, rejected=rejected, kind=kind, tables=tables
@@ -233,9 +221,7 @@ class Pipeline:
             out = engine.run(_ingest(sources, batch_size), self.stages, draft.folder / ".work")
             manifest = self._write(draft, out, sources, fingerprint)
             shutil.rmtree(draft.folder / ".work")
-            version = draft.commit(
-                manifest, {"README.md": lambda _, m: render_card(m), "report.html": render_report}
-            )
+            version = draft.commit(manifest, {"README.md": lambda _, m: render_card(m), "report.html": render_report})
         return RunResult(self, out.stats, sources, fingerprint, corpus=corpus, version=version, kind=kind)
 
     def _fingerprint(self, inputs: list[Any], sources: list[InputSource]) -> str:
@@ -254,9 +240,7 @@ class Pipeline:
         text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def _write(
-        self, draft: Draft, out: EngineOutput, sources: list[InputSource], fingerprint: str
-    ) -> dict[str, Any]:
+    def _write(self, draft: Draft, out: EngineOutput, sources: list[InputSource], fingerprint: str) -> dict[str, Any]:
         first = read_ipc(out.batches[0]).schema if out.batches else schema.SCHEMA
         shards = draft.write_data(read_batches(out.batches), self.split.validation, self.split.seed, first)
         rejected_shards = []
@@ -277,15 +261,12 @@ class Pipeline:
                 table_name, f"{step:02d}-{stage_name}", [table], table.num_rows, table.schema
             )
         counts = {
-            s: sum(x["rows"] for x in shards if x["path"].startswith(f"data/{s}-"))
-            for s in ("train", "validation")
+            s: sum(x["rows"] for x in shards if x["path"].startswith(f"data/{s}-")) for s in ("train", "validation")
         }
         counts["input"] = out.stats[0].rows_in
         counts["rejected"] = sum(x["rows"] for x in rejected_shards)
         if counts["input"] != counts["train"] + counts["validation"] + counts["rejected"]:
-            raise InvariantError(
-                f"row counts do not add up: {counts}; this is a bug in winnow, please report it"
-            )
+            raise InvariantError(f"row counts do not add up: {counts}; this is a bug in winnow, please report it")
         table_schema = schema.without_internal(first.empty_table()).schema
         stage_params = [None, *[s.to_config()[s.name] for s in self.stages]]
         stage_versions = [None, *[s.version for s in self.stages]]
@@ -385,6 +366,23 @@ class RunResult:
     def funnel(self) -> list[dict[str, Any]]:
         return [s.to_dict() for s in self.stats]
 
+    def _repr_html_(self) -> str:
+        """A summary table in Jupyter: where the rows went, stage by stage."""
+        from html import escape
+
+        where = escape(str(self.path)) if self.path else "in memory"
+        note = " (up to date: nothing written)" if self.up_to_date else ""
+        rows = "".join(
+            f"<tr><td>{escape(s.name)}</td><td>{s.rows_in:,}</td><td>{s.rows_out:,}</td><td>{s.removed:,}</td>"
+            f"<td>{s.seconds:.2f}s</td><td>{escape('; '.join(f'{r} ({n:,})' for r, n in s.reasons.most_common(3)))}"
+            "</td></tr>"
+            for s in self.stats
+        )
+        return (
+            f"<p><b>{escape(self.pipeline.name)}</b> → {where}{note}</p><table><tr><th>stage</th><th>in</th>"
+            f"<th>out</th><th>removed</th><th>time</th><th>top reasons</th></tr>{rows}</table>"
+        )
+
     def __repr__(self) -> str:
         where = f"{self.path}" if self.path else "in memory"
         rows = self.stats[-1].rows_out if self.stats else 0
@@ -458,9 +456,7 @@ def load_yaml(text: str, origin: str = "<yaml>") -> Any:
 class _Where:
     origin: str
 
-    def error(
-        self, parent: Any, key: Any, message: str, child: Any = None, child_key: Any = None
-    ) -> ConfigError:
+    def error(self, parent: Any, key: Any, message: str, child: Any = None, child_key: Any = None) -> ConfigError:
         """A ConfigError at the line of ``child[child_key]`` if known, else of ``parent[key]``."""
         line = _line(child, child_key) or _line(parent, key)
         where = f"{self.origin}, line {line}" if line else self.origin
