@@ -14,11 +14,13 @@ from winnow.stages.base import (
     registry,
     stage_class,
 )
+from winnow.stages.decontaminate import Decontaminate
 from winnow.stages.dedup import ExactDedup, MinHashDedup
 from winnow.stages.filters import LengthFilter
 
 __all__ = [
     "Combined",
+    "Decontaminate",
     "ExactDedup",
     "Filter",
     "GlobalStage",
