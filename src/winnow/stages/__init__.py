@@ -17,6 +17,8 @@ from winnow.stages.base import (
 from winnow.stages.decontaminate import Decontaminate
 from winnow.stages.dedup import ExactDedup, MinHashDedup
 from winnow.stages.filters import LengthFilter
+from winnow.stages.pii import PiiFilter
+from winnow.stages.refusal import RefusalFilter
 
 __all__ = [
     "Combined",
@@ -28,6 +30,8 @@ __all__ = [
     "Mapper",
     "MinHashDedup",
     "Outcome",
+    "PiiFilter",
+    "RefusalFilter",
     "RowStage",
     "Stage",
     "Verdict",
