@@ -19,13 +19,16 @@ from winnow.stages.dedup import ExactDedup, MinHashDedup
 from winnow.stages.filters import LengthFilter
 from winnow.stages.pii import PiiFilter
 from winnow.stages.refusal import RefusalFilter
+from winnow.stages.template import ChatTemplateRenderer, InstructionRephraser
 
 __all__ = [
+    "ChatTemplateRenderer",
     "Combined",
     "Decontaminate",
     "ExactDedup",
     "Filter",
     "GlobalStage",
+    "InstructionRephraser",
     "LengthFilter",
     "Mapper",
     "MinHashDedup",
