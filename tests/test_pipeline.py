@@ -73,8 +73,8 @@ split: {{validation: 0.1, seed: 3}}
             r"p.yaml, line 4: unknown parameter 'min_respons' .*valid parameters: min_instruction",
         ),
         (
-            "inputs: [{path: a.jsonl}]\nstages:\n  - length:\n      unit: tokens\n",
-            r"p.yaml, line 4: parameter 'unit' of stage 'length' must be 'chars' \| 'words'",
+            "inputs: [{path: a.jsonl}]\nstages:\n  - length:\n      unit: lines\n",
+            r"p.yaml, line 4: parameter 'unit' of stage 'length' must be 'chars' \| 'words' \| 'tokens'",
         ),
         (
             "inputs: [{path: a.jsonl}]\nstages:\n  - length: {min_response: two}\n",

@@ -36,9 +36,19 @@ def test_split_rejects_wrong_number_of_verdicts() -> None:
 
 def test_params_come_from_the_constructor_and_docstring() -> None:
     params = {p.name: p for p in LengthFilter.params()}
-    assert list(params) == ["min_instruction", "max_instruction", "min_response", "max_response", "unit"]
+    assert list(params) == [
+        "min_instruction",
+        "max_instruction",
+        "min_response",
+        "max_response",
+        "unit",
+        "tokenizer",
+        "per_turn",
+        "min_turns",
+        "max_turns",
+    ]
     assert params["min_response"].default == 1
-    assert params["unit"].annotation == "'chars' | 'words'"
+    assert params["unit"].annotation == "'chars' | 'words' | 'tokens'"
     assert "fewest units in the response" in params["min_response"].doc
     assert ">>>" not in params["unit"].doc
 
@@ -52,6 +62,10 @@ def test_config_round_trip() -> None:
             "min_response": 3,
             "max_response": None,
             "unit": "words",
+            "tokenizer": None,
+            "per_turn": None,
+            "min_turns": None,
+            "max_turns": None,
         }
     }
     assert from_config(stage.to_config()) == stage
@@ -70,7 +84,7 @@ def test_unknown_parameter_names_valid_ones_and_a_hint() -> None:
     [
         ({"min_response": "2"}, "must be int | None"),
         ({"min_response": True}, "must be int | None"),
-        ({"unit": "tokens"}, "'chars' | 'words'"),
+        ({"unit": "lines"}, "'chars' | 'words' | 'tokens'"),
     ],
 )
 def test_wrong_types_are_config_errors(params: dict, message: str) -> None:

@@ -16,8 +16,9 @@ from winnow.stages.base import (
 )
 from winnow.stages.decontaminate import Decontaminate
 from winnow.stages.dedup import ExactDedup, MinHashDedup
-from winnow.stages.filters import LengthFilter
+from winnow.stages.filters import ExpressionFilter, LengthFilter, RegexFilter
 from winnow.stages.pii import PiiFilter
+from winnow.stages.quality import QualityFilter
 from winnow.stages.refusal import RefusalFilter
 from winnow.stages.template import ChatTemplateRenderer, InstructionRephraser
 
@@ -26,6 +27,7 @@ __all__ = [
     "Combined",
     "Decontaminate",
     "ExactDedup",
+    "ExpressionFilter",
     "Filter",
     "GlobalStage",
     "InstructionRephraser",
@@ -34,7 +36,9 @@ __all__ = [
     "MinHashDedup",
     "Outcome",
     "PiiFilter",
+    "QualityFilter",
     "RefusalFilter",
+    "RegexFilter",
     "RowStage",
     "Stage",
     "Verdict",
