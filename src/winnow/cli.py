@@ -196,6 +196,75 @@ def inspect(corpus: str, rows: int, as_json: bool) -> None:
         out.print(_row_panel(row))
 
 
+@cli.command()
+@click.argument("corpus")
+@click.argument("out_dir", metavar="OUT", type=click.Path(path_type=Path))
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="FORMAT",
+    help="trl, axolotl, llama-factory, openai, alpaca, sharegpt or hf.",
+)
+@click.option(
+    "--layout",
+    help="trl: messages (default), prompt-completion or text; llama-factory: sharegpt (default) or alpaca.",
+)
+@click.option("--file-format", help="trl: jsonl (default) or parquet.")
+@click.option("--name", help="llama-factory: the dataset's name in dataset_info.json [default: the corpus folder's].")
+@click.option(
+    "--chat-template",
+    help="axolotl: the config's chat_template [default: tokenizer_default_fallback_chatml].",
+)
+@click.option("--force", is_flag=True, help="Write into a non-empty OUT, replacing the files of an earlier export.")
+def export(
+    corpus: str,
+    out_dir: Path,
+    to: str,
+    layout: str | None,
+    file_format: str | None,
+    name: str | None,
+    chat_template: str | None,
+    force: bool,
+) -> None:
+    """Write a corpus version into the folder OUT in the shape a trainer reads.
+
+    CORPUS is a corpus folder, optionally with a version: corpus/quickstart@v2. OUT gets
+    train/validation files named the way the target expects, export.json (corpus, version,
+    fingerprint, counts) and, for rows the target cannot hold, rejected.jsonl with the reason.
+
+    \b
+    Example:
+      winnow export corpus/quickstart@v1 --to trl out/trl
+      winnow export corpus/quickstart --to llama-factory out/lf --layout alpaca
+      winnow export corpus/quickstart --to openai out/openai
+    """
+    from winnow.export import export_corpus, load_hint
+
+    result = export_corpus(
+        corpus,
+        out_dir,
+        to,
+        layout=layout,
+        file_format=file_format,
+        name=name,
+        chat_template=chat_template,
+        force=force,
+    )
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    c = result.counts
+    rejected = f", {c['rejected']:,} rejected" if c["rejected"] else ""
+    out.print(
+        f"[bold green]wrote[/] {escape(str(result.path))}  ({result.format}/{result.layout}: {c['train']:,} train, "
+        f"{c['validation']:,} validation{rejected}) from {escape(str(result.corpus))}@{result.version} "
+        f"(fingerprint {result.fingerprint[:12]})",
+        soft_wrap=True,
+    )
+    out.print("files: " + ", ".join(f["path"] for f in result.files) + ", export.json", soft_wrap=True)
+    out.print(escape(load_hint(result)), soft_wrap=True)
+
+
 def funnel_table(stats: Sequence[dict[str, Any]], title: str = "") -> Table:
     """Rows in and out per stage, time, and the top reasons for removal."""
     table = Table(title=title, title_justify="left")
