@@ -134,3 +134,37 @@ def test_parse_ref() -> None:
     assert parse_ref("corpus/x") == (Path("corpus/x"), "latest")
     assert parse_ref("corpus/x@latest") == (Path("corpus/x"), "latest")
     assert parse_ref("corpus/x@2") == (Path("corpus/x"), "2")
+
+
+def test_log_diff_trace_and_inspect_filters(tmp_path) -> None:
+    data = write_jsonl(tmp_path / "d.jsonl", ROWS)
+    p = pipeline(tmp_path, data)
+    assert winnow("run", str(p)).returncode == 0
+    p.write_text(p.read_text().replace("length: {}", "length: {min_response: 5}"))
+    assert winnow("run", str(p)).returncode == 0
+    c = str(tmp_path / "corpus")
+    r = winnow("log", c)
+    assert r.returncode == 0 and "v2" in r.stdout and "v1" in r.stdout
+    entries = json.loads(winnow("log", c, "--json").stdout)
+    assert [e["version"] for e in entries] == ["v2", "v1"]
+    assert entries[0]["changes"] == ["length.min_response: 1 → 5"]
+    d = json.loads(winnow("diff", f"{c}@v1", f"{c}@v2", "--show", "2", "--json").stdout)
+    assert (d["added"], d["removed"], d["unchanged"]) == (0, 1, 1)
+    assert d["samples"]["removed"][0]["note"].startswith("removed in B by length")
+    assert winnow("diff", f"{c}@v1", f"{c}@v2").returncode == 0
+    rejected = json.loads(winnow("inspect", c, "--rejected", "--stage", "length", "--json").stdout)
+    assert rejected["matching"] == 2 and {r["stage"] for r in rejected["rows"]} == {"length"}
+    by_reason = json.loads(winnow("inspect", c, "--rejected", "--reason", "EXACT", "--json").stdout)
+    assert by_reason["matching"] == 1
+    where = json.loads(winnow("inspect", c, "--where", "len(response) > 5", "--json").stdout)
+    assert where["matching"] == 1 and where["rows"][0]["messages"][1]["content"] == "Cats sleep much."
+    sample = json.loads(winnow("inspect", c, "--rejected", "--sample", "2", "--seed", "3", "--json").stdout)
+    assert len(sample["rows"]) == 2
+    assert_clean_error(winnow("inspect", c, "--where", "__import__('os')"), "expression")
+    assert_clean_error(winnow("inspect", c, "--stage", "length"), "add --rejected")
+    row_id = rejected["rows"][0]["id"]
+    t = json.loads(winnow("trace", c, row_id, "--json").stdout)
+    assert t["versions"][0]["where"] in ("train", "validation")  # kept in v1 …
+    assert (t["versions"][1]["where"], t["versions"][1]["stage"]) == ("rejected", "length")  # … removed in v2
+    assert winnow("trace", c, row_id).returncode == 0
+    assert_clean_error(winnow("trace", c, "nope"), "no row with id nope")

@@ -41,9 +41,7 @@ def cli(debug: bool, verbose: int) -> None:
     from rich.logging import RichHandler
 
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)]
-    )
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
 
 
 @cli.command()
@@ -124,9 +122,7 @@ def stages(name: str | None) -> None:
 
     if name:
         cls = stage_class(name)
-        table = Table(
-            title=f"{cls.name} ({cls.kind} stage) — {_first_line(cls.__doc__)}", title_justify="left"
-        )
+        table = Table(title=f"{cls.name} ({cls.kind} stage) — {_first_line(cls.__doc__)}", title_justify="left")
         for col in ("parameter", "type", "default", "meaning"):
             table.add_column(col, overflow="fold")
         for p in cls.params():
@@ -144,45 +140,68 @@ def stages(name: str | None) -> None:
 
 @cli.command()
 @click.argument("corpus")
-@click.option(
-    "--rows", "-n", type=click.IntRange(min=0), default=3, show_default=True, help="Sample rows to show."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON for scripts.")
-def inspect(corpus: str, rows: int, as_json: bool) -> None:
-    """Show a corpus version: counts, schema, sample rows and rejection reasons.
+@click.option("--rows", "-n", type=click.IntRange(min=0), default=3, show_default=True, help="Rows to show (a page).")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True, help="Which page of rows.")
+@click.option("--rejected", is_flag=True, help="Show removed rows with their stage and reason.")
+@click.option("--stage", help="With --rejected: only rows this stage removed.")
+@click.option("--reason", help="With --rejected: only rows whose reason contains this text.")
+@click.option("--where", help="Only rows for which this expression holds, e.g. \"task_type == 'code'\".")
+@click.option("--sample", type=click.IntRange(min=1), help="A seeded random sample of this many rows.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample.")
+@click.option("--json", "as_json", is_flag=True, help="Print the facts and rows as JSON for scripts.")
+def inspect(
+    corpus: str,
+    rows: int,
+    page: int,
+    rejected: bool,
+    stage: str | None,
+    reason: str | None,
+    where: str | None,
+    sample: int | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Show a corpus version: counts, schema, funnel and rows, kept or removed.
 
     CORPUS is a corpus folder, optionally with a version: corpus/quickstart@v2.
 
     \b
     Example:
       winnow inspect corpus/quickstart@v1 --rows 5
+      winnow inspect corpus/quickstart --rejected --stage minhash_dedup --rows 10 --page 2
+      winnow inspect corpus/quickstart --where "len(response) < 20" --sample 5 --seed 1 --json
     """
+    import random
+
+    import pyarrow.compute as pc
+
     from winnow.corpus import Corpus
+    from winnow.errors import ConfigError
 
     path, version = parse_ref(corpus)
     c = Corpus(path)
     m = c.manifest(version)
-    sample = c.load(m["version"], format="arrow").slice(0, rows).to_pylist()
+    if (stage or reason) and not rejected:
+        raise ConfigError("--stage and --reason filter removed rows: add --rejected")
+    table = c.rejected(m["version"], stage=stage, format="arrow") if rejected else c.load(m["version"], format="arrow")
+    if reason:
+        table = table.filter(pc.match_substring(table.column("reason"), reason, ignore_case=True))
+    if where:
+        table = select_rows(table, where)
+    matching = table.num_rows
+    if sample:
+        table = table.take(sorted(random.Random(seed).sample(range(matching), min(sample, matching))))
+    else:
+        table = table.slice((page - 1) * rows, rows)
+    shown = table.to_pylist()
     if as_json:
+        facts = {k: m[k] for k in ("version", "fingerprint", "counts", "schema", "stages")}
         click.echo(
-            json.dumps(
-                {
-                    "version": m["version"],
-                    "fingerprint": m["fingerprint"],
-                    "counts": m["counts"],
-                    "schema": m["schema"],
-                    "stages": m["stages"],
-                    "sample": sample,
-                },
-                ensure_ascii=False,
-                indent=2,
-                default=str,
-            )
+            json.dumps({**facts, "matching": matching, "rows": shown}, ensure_ascii=False, indent=2, default=str)
         )
         return
-    versions = c.versions()
     out.print(
-        f"[bold]{path}[/] @ {m['version']}  (of {', '.join(versions)}; created {m['created']}, "
+        f"[bold]{escape(str(path))}[/] @ {m['version']}  (of {', '.join(c.versions())}; created {m['created']}, "
         f"parent {m.get('parent') or '—'}, fingerprint {m['fingerprint'][:12]})"
     )
     cnt = m["counts"]
@@ -190,10 +209,133 @@ def inspect(corpus: str, rows: int, as_json: bool) -> None:
         f"rows: {cnt['train']:,} train, {cnt['validation']:,} validation, {cnt['rejected']:,} rejected "
         f"of {cnt['input']:,} read"
     )
-    out.print("schema: " + ", ".join(f"{f['name']}: {f['type']}" for f in m["schema"]))
-    out.print(funnel_table(m["stages"], title="funnel"))
-    for row in sample:
+    if not (rejected or where or sample):
+        out.print("schema: " + ", ".join(f"{f['name']}: {f['type']}" for f in m["schema"]))
+        out.print(funnel_table(m["stages"], title="funnel"))
+    out.print(f"[dim]{matching:,} {'removed rows' if rejected else 'rows'} match; showing {len(shown)}[/]")
+    for row in shown:
         out.print(_row_panel(row))
+
+
+@cli.command()
+@click.argument("corpus")
+@click.option("--json", "as_json", is_flag=True, help="Print the versions as JSON.")
+def log(corpus: str, as_json: bool) -> None:
+    """The versions of a corpus, newest first, with what changed in the config.
+
+    \b
+    Example:
+      winnow log corpus/quickstart
+    """
+    from winnow import history
+    from winnow.corpus import Corpus
+
+    entries = history.log(Corpus(parse_ref(corpus)[0]))
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in entries], ensure_ascii=False, indent=2))
+        return
+    table = Table(title=corpus, title_justify="left")
+    for col in ("version", "created", "fingerprint", "parent", "rows", "removed", "changes since parent"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        table.add_row(
+            e.version,
+            e.created,
+            e.fingerprint[:12],
+            e.parent or "—",
+            f"{e.rows:,}",
+            f"{e.rejected:,}",
+            escape("\n".join(e.changes)),
+        )
+    out.print(table)
+
+
+@cli.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--show", type=click.IntRange(min=0), default=0, help="Sample rows of each kind (added, removed).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples.")
+@click.option("--json", "as_json", is_flag=True, help="Print the difference as JSON.")
+def diff(a: str, b: str, show: int, seed: int, as_json: bool) -> None:
+    """What changed between two versions: rows (by id), config, funnel, task and language mix.
+
+    A and B are corpus@version references; they may be versions of different pipelines.
+
+    \b
+    Example:
+      winnow diff corpus/quickstart@v1 corpus/quickstart@v2 --show 3
+    """
+    from winnow import history
+
+    d = history.diff(a, b, show=show, seed=seed)
+    if as_json:
+        click.echo(json.dumps(d.to_dict(), ensure_ascii=False, indent=2, default=str))
+        return
+    out.print(
+        f"[bold]{escape(d.a)}[/] → [bold]{escape(d.b)}[/]: [green]+{len(d.added):,} added[/], "
+        f"[red]-{len(d.removed):,} removed[/], {d.unchanged:,} unchanged"
+    )
+    out.print("config: " + escape("; ".join(d.config)))
+    table = Table(title="funnel", title_justify="left")
+    for col in ("stage", "A out", "A removed", "B out", "B removed", "B top reasons"):
+        table.add_column(col, overflow="fold")
+    for stage_name, x, y in d.funnel:
+        cells = [f"{v[k]:,}" if v else "—" for v in (x, y) for k in ("rows_out", "removed")]
+        reasons = "; ".join(f"{r} ({n:,})" for r, n in (y or {}).get("reasons", {}).items())
+        table.add_row(stage_name, *cells, escape(reasons))
+    out.print(table)
+    for column, mix in d.mix.items():
+        if set(mix) <= {"None"}:
+            continue  # nothing tagged this column
+        t = Table(title=f"{column} mix", title_justify="left")
+        for col in (column, "A", "B", "change"):
+            t.add_column(col, justify="left" if col == column else "right")
+        for value, (na, nb) in list(mix.items())[:15]:
+            t.add_row(escape(value), f"{na:,}", f"{nb:,}", f"{nb - na:+,}")
+        out.print(t)
+    for kind, rows in d.samples.items():
+        for row in rows:
+            note = f"  [italic]{escape(row['note'])}[/]" if row.get("note") else ""
+            out.print(f"[bold]{kind}[/]{note}\n" + _row_panel(row))
+
+
+@cli.command()
+@click.argument("corpus")
+@click.argument("row_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
+def trace(corpus: str, row_id: str, as_json: bool) -> None:
+    """A row's history: its source file and position, and in each version whether it was kept
+    (and in which split) or which stage removed it and why.
+
+    \b
+    Example:
+      winnow trace corpus/quickstart 3ec31ff0168780dc1a70df9b66be1250
+    """
+    from winnow import history
+
+    row, steps = history.trace(corpus, row_id)
+    if as_json:
+        payload = {"row": row, "versions": [s.__dict__ for s in steps]}
+        click.echo(json.dumps(payload, ensure_ascii=False, indent=2, default=str))
+        return
+    assert row is not None
+    out.print(_row_panel({k: v for k, v in row.items() if k not in ("stage", "reason")}))
+    table = Table(title="in each version", title_justify="left")
+    for col in ("version", "where", "stage", "reason"):
+        table.add_column(col, overflow="fold")
+    for s in steps:
+        table.add_row(s.version, s.where, s.stage or "", escape(s.reason or ""))
+    out.print(table)
+
+
+def select_rows(table: Any, where: str) -> Any:
+    """Rows for which a ``--where`` expression holds (the sandboxed syntax of the ``expression`` stage)."""
+    import pyarrow.compute as pc
+
+    from winnow.stages.filters import ExpressionFilter
+
+    verdict = ExpressionFilter(keep=where).reasons(table)
+    return table.filter(pc.is_null(verdict.reasons))
 
 
 @cli.command()
@@ -291,8 +433,9 @@ def funnel_table(stats: Sequence[dict[str, Any]], title: str = "") -> Table:
 
 
 def _row_panel(row: dict[str, Any]) -> str:
-    turns = "\n".join(f"  [bold]{m['role']}[/]: {_clip(m['content'])}" for m in row.get("messages") or [])
-    return f"[dim]{row['id']}  {row.get('source')}#{row.get('source_index')}[/]\n{turns}"
+    turns = "\n".join(f"  [bold]{m['role']}[/]: {escape(_clip(m['content']))}" for m in row.get("messages") or [])
+    why = f"\n  [red]{escape(row['stage'])}: {escape(row['reason'])}[/]" if row.get("reason") else ""
+    return f"[dim]{row['id']}  {escape(str(row.get('source')))}#{row.get('source_index')}[/]{why}\n{turns}"
 
 
 def _clip(text: str, n: int = 200) -> str:
