@@ -17,6 +17,7 @@ from winnow.stages.base import (
 from winnow.stages.decontaminate import Decontaminate
 from winnow.stages.dedup import ExactDedup, MinHashDedup
 from winnow.stages.filters import ExpressionFilter, LengthFilter, RegexFilter
+from winnow.stages.language import LanguageFilter
 from winnow.stages.pii import PiiFilter
 from winnow.stages.quality import QualityFilter
 from winnow.stages.refusal import RefusalFilter
@@ -31,6 +32,7 @@ __all__ = [
     "Filter",
     "GlobalStage",
     "InstructionRephraser",
+    "LanguageFilter",
     "LengthFilter",
     "Mapper",
     "MinHashDedup",
