@@ -444,7 +444,8 @@ def _clip(text: str, n: int = 200) -> str:
 
 
 def _first_line(doc: str | None) -> str:
-    return (doc or "").strip().splitlines()[0] if doc and doc.strip() else ""
+    """The first paragraph of a docstring, as one line."""
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
