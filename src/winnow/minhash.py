@@ -116,21 +116,26 @@ class MinHasher:
         A shingle repeated within a text appears once per occurrence (it cannot change a minimum,
         and removing it would cost a sort); use ``np.unique`` for sets.
         """
-        rows, hashes = (_word_shingles if self.shingle == "word" else _char_shingles)(texts, self.ngram)
-        return rows, _to32(hashes)
+        counts, hashes = self._shingles(texts)
+        return np.repeat(np.arange(len(texts)), counts), hashes
+
+    def _shingles(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Shingles per text (counts) and their 32-bit hashes, grouped by text in order."""
+        counts, hashes = (_word_shingles if self.shingle == "word" else _char_shingles)(texts, self.ngram)
+        return counts, _to32(hashes)
 
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), num_perm)`` uint32; a text without shingles gets all 0xFFFFFFFF."""
-        rows, hashes = self.shingles(texts)
+        counts, hashes = self._shingles(texts)
         sig = np.full((len(texts), self.num_perm), MASK32, dtype=np.uint32)
-        if not len(rows):
+        if not len(hashes):
             return sig
         a, b = permutations(self.num_perm, self.seed)
         a, b = a[:, None], b[:, None]
         mixed = _fmix(hashes, _FMIX32)
-        new_row = np.r_[True, rows[1:] != rows[:-1]]
-        starts = np.flatnonzero(new_row)
-        ends = np.r_[starts[1:], len(rows)]
+        rows = np.flatnonzero(counts)
+        ends = np.cumsum(counts)[rows]
+        starts = ends - counts[rows]
         per_chunk = max(1, _CHUNK_CELLS // self.num_perm)
         first = 0
         while first < len(starts):  # chunks of whole rows, so each reduceat covers complete rows
@@ -138,7 +143,7 @@ class MinHasher:
             lo, hi = starts[first], ends[last - 1]
             values = a * mixed[None, lo:hi]
             values += b
-            sig[rows[starts[first:last]]] = np.minimum.reduceat(values, starts[first:last] - lo, axis=1).T
+            sig[rows[first:last]] = np.minimum.reduceat(values, starts[first:last] - lo, axis=1).T
             first = last
         return sig
 
@@ -147,8 +152,8 @@ def ngram_hashes(texts: Sequence[str], n: int, unit: str = "word") -> tuple[np.n
     """64-bit hashes of every ``n``-gram of words (or characters) of each text, with the row of
     each; a text shorter than ``n`` units is one n-gram. For exact n-gram matching (e.g.
     decontamination), where 32 bits would collide across millions of n-grams."""
-    rows, hashes = _word_shingles(texts, n) if unit == "word" else _char_shingles(texts, n)
-    return rows, _fmix(hashes, _FMIX64)
+    counts, hashes = _word_shingles(texts, n) if unit == "word" else _char_shingles(texts, n)
+    return np.repeat(np.arange(len(texts)), counts), _fmix(hashes, _FMIX64)
 
 
 def _to32(hashes: np.ndarray) -> np.ndarray:
@@ -157,9 +162,7 @@ def _to32(hashes: np.ndarray) -> np.ndarray:
 
 def _char_shingles(texts: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-    cps = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(
-        np.uint64
-    )
+    cps = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
     return _ngram_hashes(cps, lengths, n, _CHAR_MUL)
 
 
@@ -178,17 +181,14 @@ def _word_shingles(texts: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray
     ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     offsets = np.frombuffer(vocab.buffers()[1], dtype=np.int32)[vocab.offset : vocab.offset + len(vocab) + 1]
     data = np.frombuffer(vocab.buffers()[2], dtype=np.uint8) if len(vocab) else np.zeros(0, np.uint8)
-    word_hash = _fmix(
-        _segment_hashes(data[offsets[0] : offsets[-1]].astype(np.uint64), np.diff(offsets)), _FMIX64
-    )
+    word_hash = _fmix(_segment_hashes(data[offsets[0] : offsets[-1]].astype(np.uint64), np.diff(offsets)), _FMIX64)
     return _ngram_hashes(word_hash[ids], counts, n, _WORD_MUL)
 
 
-def _ngram_hashes(
-    units: np.ndarray, lengths: np.ndarray, n: int, mul_int: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _ngram_hashes(units: np.ndarray, lengths: np.ndarray, n: int, mul_int: int) -> tuple[np.ndarray, np.ndarray]:
     """Polynomial hashes of every window of ``n`` units inside each row (a row shorter than
-    ``n`` is one window of all its units), unmixed 64-bit, with the row of each."""
+    ``n`` is one window of all its units), unmixed 64-bit, grouped by row in row order, with the
+    number of windows of each row (no per-window row array: that repeat cost as much as the hash)."""
     mul = np.uint64(mul_int)
     width = max(len(units) - n + 1, 0)
     h = np.zeros(width, dtype=np.uint64)
@@ -201,19 +201,20 @@ def _ngram_hashes(
     valid = np.ones(width, dtype=bool)
     crossing = (ends[:, None] - np.arange(1, n)[None, :]).ravel()
     valid[crossing[(crossing >= 0) & (crossing < width)]] = False
-    windows = np.where(lengths >= n, lengths - n + 1, 0)
-    hashes = h[valid]
-    rows = np.repeat(np.arange(len(lengths)), windows)
-    short = np.flatnonzero((lengths > 0) & (lengths < n))
-    if len(short):  # the whole row is one window: Horner's rule over its (fewer than n) units
-        acc = np.zeros(len(short), dtype=np.uint64)
-        for k in range(n - 1):
-            take = lengths[short] > k
-            acc[take] = acc[take] * mul + units[starts[short[take]] + k]
-        # short rows go last; signatures() reduces per contiguous run of a row, so order is free
-        hashes = np.concatenate([hashes, acc])
-        rows = np.concatenate([rows, short])
-    return rows, hashes
+    long = lengths >= n
+    counts = np.where(long, lengths - n + 1, (lengths > 0).astype(np.int64))
+    short = np.flatnonzero((lengths > 0) & ~long)
+    if not len(short):
+        return counts, h[valid]
+    hashes = np.empty(int(counts.sum()), dtype=np.uint64)
+    from_long = np.repeat(long, counts)
+    hashes[from_long] = h[valid]
+    acc = np.zeros(len(short), dtype=np.uint64)  # the whole row is one window: Horner's rule
+    for k in range(n - 1):
+        take = lengths[short] > k
+        acc[take] = acc[take] * mul + units[starts[short[take]] + k]
+    hashes[~from_long] = acc
+    return counts, hashes
 
 
 def _segment_hashes(units: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -259,19 +260,20 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 def candidate_pairs(
-    keys: np.ndarray, valid: np.ndarray, full_bucket: int = 64
+    keys: np.ndarray, valid: np.ndarray, full_bucket: int = 64, priority: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row pairs ``(i < j)`` that share a bucket in some band.
 
     A bucket of up to ``full_bucket`` rows gives all its pairs; a bigger one (typically many
-    copies of one text) links each member to the bucket's first row, which keeps the pair count
-    linear; verification and the keep-walk then judge every member against what is kept.
+    copies of one text) links each member to one centre, which keeps the pair count linear: the
+    member with the lowest ``priority`` (the row a keep-order walk meets first), else the first.
     """
     pairs: list[np.ndarray] = []
     rows = np.flatnonzero(valid)
+    rank = priority[rows] if priority is not None else np.arange(len(rows))
     for band in range(keys.shape[1]):
         k = keys[rows, band]
-        order = np.argsort(k, kind="stable")
+        order = np.lexsort((rank, k))
         sk, sr = k[order], rows[order]
         starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
         sizes = np.diff(np.r_[starts, len(sk)])
@@ -286,8 +288,9 @@ def candidate_pairs(
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     both = np.concatenate(pairs).astype(np.int64)
     both.sort(axis=1)
-    both = np.unique(both, axis=0)
-    return both[:, 0], both[:, 1]
+    codes = np.sort(both[:, 0] * len(keys) + both[:, 1])  # one int per pair: a 1-d sort, not a 2-d unique
+    codes = codes[np.r_[True, codes[1:] != codes[:-1]]]
+    return codes // len(keys), codes % len(keys)
 
 
 def similarity(sig: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 65536) -> np.ndarray:

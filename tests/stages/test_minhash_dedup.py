@@ -61,8 +61,13 @@ def test_short_instructions_with_a_typo_or_a_polite_prefix() -> None:
         ("what is the capitol city of Australia and why was it chosen", "Canberra, as a compromise."),
         ("What is the capital city of Austria and why was it chosen?", "Vienna, historically."),
     ]
-    out = MinHashDedup(on="instruction", keep="first").run(table(rows))
-    assert out.kept.column("source_index").to_pylist() == [0, 2]
+    out = MinHashDedup(keep="first").run(table(rows))
+    assert out.kept.column("source_index").to_pylist() == [0, 2]  # a different answer: not a duplicate
+    # On the instructions alone, "Australia" and "Austria" leave the char 5-gram sets at J = 0.83:
+    # at threshold 0.8 that IS a near-duplicate — short prompts want a higher threshold.
+    assert MinHashDedup(on="instruction", keep="first").run(table(rows)).kept.num_rows == 1
+    out = MinHashDedup(on="instruction", keep="first", threshold=0.9).run(table(rows))
+    assert 2 in out.kept.column("source_index").to_pylist()
 
 
 def test_math_symbols_are_content() -> None:
@@ -147,7 +152,8 @@ def test_parameters_are_checked() -> None:
     with pytest.raises(ConfigError, match="both bands and rows"):
         MinHashDedup(bands=10)
     assert MinHashDedup(bands=16, rows=8).band_layout() == (16, 8)
-    assert MinHashDedup().band_layout() == (9, 13)
+    assert MinHashDedup().band_layout() == (17, 7)  # recall-weighted: candidates are verified
+    assert MinHashDedup(weights=[0.5, 0.5]).band_layout() == (9, 13)
 
 
 def test_empty_texts_are_never_duplicates() -> None:

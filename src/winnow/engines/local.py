@@ -31,7 +31,7 @@ import pyarrow.ipc as ipc
 
 from winnow import schema
 from winnow.errors import InvariantError
-from winnow.stages.base import GlobalStage, RowStage, Stage, unwrap
+from winnow.stages.base import GlobalStage, Rescan, RowStage, Stage, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,13 @@ class _Task:
     work: Path
     plan: _Pass
     state: Path | None
+
+
+@dataclass
+class _RescanTask:
+    source: Path
+    stage: GlobalStage
+    request: Path
 
 
 @dataclass
@@ -177,8 +184,11 @@ class LocalEngine:
                 if step.summarize is not None:
                     s, stage = step.summarize
                     started = time.perf_counter()
-                    combined = unwrap(stage.combine(partials))
+                    result = stage.combine(partials)
                     del partials
+                    if isinstance(result, Rescan):
+                        result = self._rescan(executor, s, stage, result, batches, work)
+                    combined = unwrap(result)
                     stats[s].seconds += time.perf_counter() - started
                     with open(work / f"state-{s:02d}.pkl", "wb") as f:
                         pickle.dump(combined.state, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -224,6 +234,22 @@ class LocalEngine:
         bar.close()
         stats.seconds = time.perf_counter() - started
         return files
+
+    def _rescan(
+        self, executor: Executor | None, step: int, stage: GlobalStage, rescan: Rescan, batches: list[Path], work: Path
+    ) -> Any:
+        """A read-only pass for a stage that needs a second look at some rows (see ``Rescan``)."""
+        request = work / f"request-{step:02d}.pkl"
+        with open(request, "wb") as f:
+            pickle.dump(rescan.request, f, protocol=pickle.HIGHEST_PROTOCOL)
+        tasks = [_RescanTask(path, stage, request) for path in batches]
+        bar = _bar(self.progress and bool(tasks), f"{stage.name} (second look)", total=len(tasks), unit=" batches")
+        partials = []
+        for partial in executor.map(_rescan_task, tasks) if executor is not None else map(_rescan_task, tasks):
+            partials.append(partial)
+            bar.update(1)
+        bar.close()
+        return stage.finish(partials, rescan.carry)
 
     def _map(self, executor: Executor | None, tasks: list[_Task], what: str) -> Iterator[_TaskResult]:
         bar = _bar(self.progress and bool(tasks), what, total=len(tasks), unit=" batches")
@@ -277,6 +303,10 @@ def _run_task(task: _Task) -> _TaskResult:
         stats.setdefault(step, StageStats(glob.name)).seconds += time.perf_counter() - started
     write_ipc(table, task.target)
     return _TaskResult(table.num_rows, rejected, stats, partial)
+
+
+def _rescan_task(task: _RescanTask) -> Any:
+    return _cached(task.stage).rescan(read_ipc(task.source), _load_state(task.request))
 
 
 def _cached(stage: Any) -> Any:

@@ -76,6 +76,20 @@ class Combined:
     tables: dict[str, pa.Table] = field(default_factory=dict)
 
 
+@dataclass
+class Rescan:
+    """What ``combine`` returns when a stage needs a second, read-only look at some rows
+    (for example the exact shingle sets of the near-duplicate candidates it is unsure of).
+
+    ``request`` travels to the workers, where ``rescan(batch, request)`` returns a compact
+    partial per batch; ``carry`` stays in this process and ``finish(partials, carry)`` then
+    returns what ``combine`` would have returned.
+    """
+
+    request: Any
+    carry: Any
+
+
 @dataclass(frozen=True)
 class ParamInfo:
     name: str
@@ -221,6 +235,14 @@ class GlobalStage(Stage):
         """The state ``apply`` needs, from all partials in stream order (or a :class:`Combined`)."""
         raise NotImplementedError
 
+    def rescan(self, batch: pa.Table, request: Any) -> Any:
+        """A partial from a second look at ``batch`` (only for stages whose combine returns ``Rescan``)."""
+        raise NotImplementedError
+
+    def finish(self, partials: list[Any], carry: Any) -> Any:
+        """The state (or a :class:`Combined`) from the second look's partials, in stream order."""
+        raise NotImplementedError
+
     def annotate(self, batch: pa.Table, state: Any) -> pa.Table:
         return batch
 
@@ -233,7 +255,10 @@ class GlobalStage(Stage):
 
     def run(self, batch: pa.Table) -> Outcome:
         """All three steps on one table, for notebooks and tests."""
-        return self.apply(batch, unwrap(self.combine([self.summarize(batch)])).state)
+        result = self.combine([self.summarize(batch)])
+        if isinstance(result, Rescan):
+            result = self.finish([self.rescan(batch, result.request)], result.carry)
+        return self.apply(batch, unwrap(result).state)
 
 
 def unwrap(combined: Any) -> Combined:

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from winnow import minhash, schema, text
 from winnow.errors import ConfigError
-from winnow.stages.base import Combined, GlobalStage, Verdict, register
+from winnow.stages.base import Combined, GlobalStage, Rescan, Verdict, register
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,12 @@ SENTENCE_PUNCTUATION = r"[.,;:!?¿¡\"'“”‘’«»„…。，；：！？�
 #: Values in the response sketch of ``response_guard``: enough to tell a different answer
 #: (J≈0.1) from the same one (J≥0.8), cheap next to the 128-value signature.
 GUARD_PERM = 32
+#: LSH weights (false positive, false negative): candidates are verified, so recall is what
+#: the banding must protect (measured in bench/dedup.py: 9×13 bands found 40% of pairs at J=0.8).
+DEFAULT_WEIGHTS = (0.02, 0.98)
+#: A pair whose estimated Jaccard is this close to the threshold is checked on the exact shingle
+#: sets (``verify: exact``): 0.1 is ~3 standard deviations of a 128-value estimate near 0.8.
+VERIFY_MARGIN = 0.1
 #: A component this large is reported: usually many copies of a template, or a low threshold.
 LARGE_CLUSTER = 1000
 
@@ -77,9 +83,7 @@ def _column_path(batch: pa.Table, path: str) -> pa.Array:
     """``quality.score`` → the ``score`` field of the ``quality`` struct column."""
     head, *rest = path.split(".")
     if head not in batch.column_names:
-        raise ConfigError(
-            f"keep.by: no column '{head}' in the rows; columns: {', '.join(batch.column_names)}"
-        )
+        raise ConfigError(f"keep.by: no column '{head}' in the rows; columns: {', '.join(batch.column_names)}")
     values = batch.column(head).combine_chunks()
     for name in rest:
         try:
@@ -179,6 +183,21 @@ class ExactDedup(GlobalStage):
 
 
 @dataclass
+class _Carry:
+    """What ``combine`` keeps in the main process while the workers take a second look."""
+
+    order: np.ndarray
+    ids: np.ndarray
+    rank: np.ndarray
+    sig: np.ndarray
+    guard: np.ndarray | None
+    is_ref: np.ndarray
+    i: np.ndarray
+    j: np.ndarray
+    est: np.ndarray
+
+
+@dataclass
 class _NearState:
     removed: _Duplicates
     #: kept rows that belong to a cluster: their orders (sorted) and cluster ids
@@ -206,7 +225,12 @@ class MinHashDedup(GlobalStage):
         seed: seed of the permutations (as ``datasketch.MinHash(seed=...)``).
         bands: LSH bands; with ``rows``, overrides the choice datasketch makes for ``threshold``.
         rows: signature values per band.
-        weights: [false-positive, false-negative] weights for choosing bands and rows.
+        weights: [false-positive, false-negative] weights for choosing bands and rows; the
+            default [0.02, 0.98] favours recall (17 bands × 7 rows at 0.8), because every
+            candidate is verified afterwards.
+        verify: ``exact`` checks pairs whose estimate is within 0.1 of the threshold on their
+            exact shingle sets (a second read of those rows only); ``signature`` trusts the
+            128-value estimate.
         keep: which copy survives: ``longest_response``, ``first`` (source order),
             ``most_turns`` or ``{by: COLUMN, order: desc|asc}``; ties go to the smaller id.
         normalize: shingle the text after Unicode NFKC, lower-casing and whitespace collapsing.
@@ -235,6 +259,7 @@ class MinHashDedup(GlobalStage):
         bands: int | None = None,
         rows: int | None = None,
         weights: list[float] | None = None,
+        verify: Literal["exact", "signature"] = "exact",
         keep: KeepRule | dict[str, str] = "longest_response",
         normalize: bool = True,
         strip_punctuation: bool = True,
@@ -259,6 +284,7 @@ class MinHashDedup(GlobalStage):
         self.bands = bands
         self.rows = rows
         self.weights = weights
+        self.verify = verify
         self.keep = keep
         self.normalize = normalize
         self.strip_punctuation = strip_punctuation
@@ -272,42 +298,54 @@ class MinHashDedup(GlobalStage):
     def band_layout(self) -> tuple[int, int]:
         if self.bands is not None and self.rows is not None:
             return self.bands, self.rows
-        weights = tuple(self.weights) if self.weights else (0.5, 0.5)
+        weights = tuple(self.weights) if self.weights else DEFAULT_WEIGHTS
         return minhash.lsh_bands(self.threshold, self.num_perm, weights)  # type: ignore[arg-type]
 
     @property
     def guarded(self) -> bool:
         return self.on == "conversation" and self.response_guard is not None
 
-    def signatures(
-        self, batch: pa.Table, on: str | None = None, hasher: minhash.MinHasher | None = None
-    ) -> np.ndarray:
-        texts = compared_text(batch, on or self.on, self.normalize, roles=False)
-        if self.strip_punctuation:
-            texts = pc.utf8_trim_whitespace(
-                pc.replace_substring_regex(
-                    pc.replace_substring_regex(texts, SENTENCE_PUNCTUATION, " "), r"\s+", " "
-                )
-            )
-        return (hasher or self.hasher).signatures(texts.to_pylist())
+    def _prepared(self, batch: pa.Table) -> pa.Array:
+        """The messages as they are shingled: each turn normalized and, if asked, without
+        sentence punctuation — computed once per batch for every text taken from it."""
 
-    def response_sketches(self, batch: pa.Table) -> np.ndarray:
+        def prepare(_role: pa.Array, content: pa.Array) -> pa.Array:
+            if self.normalize:
+                content = text.normalize(content)
+            if self.strip_punctuation:
+                content = pc.replace_substring_regex(content, SENTENCE_PUNCTUATION, " ")
+                content = pc.utf8_trim_whitespace(pc.replace_substring_regex(content, r"\s+", " "))
+            return content
+
+        return text.map_contents(batch.column("messages"), prepare)
+
+    def _texts(self, messages: pa.Array, on: str | None = None) -> list[str]:
+        return text.role_text(messages, text.TARGETS[on or self.on], sep=" ").to_pylist()  # type: ignore[no-any-return]
+
+    def signatures(self, batch: pa.Table) -> np.ndarray:
+        """The 128-value signature of each row's compared text."""
+        return self.hasher.signatures(self._texts(self._prepared(batch)))
+
+    def response_sketches(self, messages: pa.Array) -> np.ndarray:
         """A 32-value signature of the responses alone, for ``response_guard``."""
         small = minhash.MinHasher(GUARD_PERM, self.seed, self.shingle, self.ngram)
-        return self.signatures(batch, on="response", hasher=small)
+        return small.signatures(self._texts(messages, "response"))
 
     def summarize(self, batch: pa.Table) -> dict[str, np.ndarray]:
+        messages = self._prepared(batch)
         partial = {
             "order": batch.column(schema.ORDER).to_numpy(),
             "id": np.array(batch.column("id").to_pylist(), dtype=object),
             "rank": keep_rank(batch, self.keep),
-            "sig": self.signatures(batch),
+            "sig": self.hasher.signatures(self._texts(messages)),
         }
         if self.guarded:
-            partial["guard"] = self.response_sketches(batch)
+            partial["guard"] = self.response_sketches(messages)
         return partial
 
-    def combine(self, partials: list[dict[str, np.ndarray]]) -> Combined:
+    def combine(self, partials: list[dict[str, np.ndarray]]) -> Combined | Rescan:
+        """Candidates from LSH, each pair's estimated Jaccard, and — with ``verify: exact`` —
+        a second look at the rows of the pairs whose estimate is too close to call."""
         parts = [p for p in partials if p is not None and len(p["order"])]
         order = np.concatenate([p["order"] for p in parts]) if parts else np.zeros(0, np.int64)
         ids = np.concatenate([p["id"] for p in parts]) if parts else np.zeros(0, object)
@@ -321,11 +359,136 @@ class MinHashDedup(GlobalStage):
             ids = np.concatenate([ids, ref_ids])
             sig = np.concatenate([sig, ref_sig])
             rank = np.concatenate([rank, np.full(len(ref_ids), np.inf)])
-            guard = (
-                np.concatenate([guard, ref_guard]) if guard is not None and ref_guard is not None else None
-            )
+            guard = np.concatenate([guard, ref_guard]) if guard is not None and ref_guard is not None else None
         is_ref = np.arange(len(ids)) >= current
-        clusters, removed_by, similar = self._cluster(sig, guard, rank, ids.astype(str), is_ref)
+        walk_rank = np.empty(len(ids), np.int64)  # the keep order: reference rows, rank, then id
+        walk_rank[np.lexsort((ids.astype(str), -rank, ~is_ref))] = np.arange(len(ids))
+        i, j, est = self._candidates(sig, guard, is_ref, walk_rank)
+        carry = _Carry(order, ids, rank, sig, guard, is_ref, i, j, est)
+        unsure = np.abs(est - self.threshold) < VERIFY_MARGIN
+        unsure &= ~is_ref[i] & ~is_ref[j]  # reference rows have no text here: their estimate stands
+        if self.verify == "exact" and unsure.any():
+            rows = np.unique(np.concatenate([i[unsure], j[unsure]]))
+            return Rescan(request=np.sort(order[rows]), carry=carry)
+        return self.finish([], carry)
+
+    def rescan(self, batch: pa.Table, request: np.ndarray) -> dict[str, np.ndarray]:
+        """The exact shingle sets of the rows in ``request`` (their ingest positions)."""
+        orders = batch.column(schema.ORDER).to_numpy()
+        pos = np.minimum(np.searchsorted(request, orders), max(len(request) - 1, 0))
+        wanted = np.flatnonzero(request[pos] == orders) if len(request) else np.zeros(0, np.int64)
+        if not len(wanted):
+            return {"order": np.zeros(0, np.int64), "offsets": np.zeros(1, np.int64), "hashes": np.zeros(0, np.uint32)}
+        rows, hashes = self.hasher.shingles(self._texts(self._prepared(batch.take(pa.array(wanted)))))
+        keys = np.sort((rows.astype(np.uint64) << np.uint64(32)) | hashes.astype(np.uint64))
+        keys = keys[np.r_[True, keys[1:] != keys[:-1]]]  # sets: sorted, distinct (a sort beats np.unique here)
+        rows, hashes = (keys >> np.uint64(32)).astype(np.int64), (keys & np.uint64(minhash.MASK32)).astype(np.uint32)
+        offsets = np.searchsorted(rows, np.arange(len(wanted) + 1))
+        return {"order": orders[wanted], "offsets": offsets, "hashes": hashes}
+
+    def finish(self, partials: list[dict[str, np.ndarray]], carry: _Carry) -> Combined:
+        """Exact Jaccard for the pairs too close to call, then clusters and the keep-order walk."""
+        c = carry
+        sim = c.est.copy()
+        sets: dict[int, np.ndarray] = {}
+        for part in partials:
+            for n, o in enumerate(part["order"]):
+                sets[int(o)] = part["hashes"][part["offsets"][n] : part["offsets"][n + 1]]
+        current = len(c.order)
+        for pair in np.flatnonzero(np.abs(c.est - self.threshold) < VERIFY_MARGIN).tolist() if sets else []:
+            if c.i[pair] >= current or c.j[pair] >= current:
+                continue  # a reference row: its estimate stands
+            a, b = sets.get(int(c.order[c.i[pair]])), sets.get(int(c.order[c.j[pair]]))
+            if a is not None and b is not None:
+                both = len(np.intersect1d(a, b, assume_unique=True))
+                sim[pair] = both / max(len(a) + len(b) - both, 1)
+        ok = sim >= self.threshold
+        clusters, removed_by, similar = self._walk(c, c.i[ok], c.j[ok], sim[ok])
+        return self._result(c, clusters, removed_by, similar)
+
+    def _candidates(
+        self, sig: np.ndarray, guard: np.ndarray | None, is_ref: np.ndarray, walk_rank: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """LSH candidate pairs (i < j) that pass the response guard, with estimated Jaccard."""
+        if len(sig) < 2:
+            empty = np.zeros(0, np.int64)
+            return empty, empty, np.zeros(0)
+        valid = ~(sig == minhash.MASK32).all(axis=1)
+        bands, rows = self.band_layout()
+        i, j = minhash.candidate_pairs(minhash.band_keys(sig, bands, rows), valid, priority=walk_rank)
+        keep = ~(is_ref[i] & is_ref[j])
+        if guard is not None:
+            keep &= minhash.similarity(guard, i, j) >= self.response_guard
+        i, j = i[keep], j[keep]
+        est = minhash.similarity(sig, i, j)
+        plausible = est >= self.threshold - VERIFY_MARGIN  # far below: not worth a second look
+        return i[plausible], j[plausible], est[plausible]
+
+    def _walk(
+        self, c: _Carry, i: np.ndarray, j: np.ndarray, sim: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row: its cluster (the index of the cluster's first row, -1 when alone), the row it
+        duplicates (-1 when kept) and the similarity to that row.
+
+        Clusters are the connected components of the verified pairs; inside one, rows are walked
+        in keep order (reference rows first, then keep rank, then id) and a row is removed only
+        if it is verified similar to a row already kept — so a chain A≈B≈C with A far from C
+        keeps A and C.
+        """
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        n = len(c.ids)
+        clusters = np.full(n, -1, np.int64)
+        removed_by = np.full(n, -1, np.int64)
+        similar = np.zeros(n, np.float64)
+        if not len(i):
+            return clusters, removed_by, similar
+        graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(n, n))
+        _, labels = connected_components(graph, directed=False)
+        sizes = np.bincount(labels)
+        members = np.flatnonzero(sizes[labels] > 1)
+        ids = c.ids.astype(str)
+        walk = members[np.lexsort((ids[members], -c.rank[members], ~c.is_ref[members], labels[members]))]
+        position = np.empty(n, np.int64)
+        position[walk] = np.arange(len(walk))
+        # Each verified pair, seen from its later row in the walk: (later, earlier, similarity).
+        later = np.where(position[i] > position[j], i, j)
+        earlier = np.where(position[i] > position[j], j, i)
+        by_later = np.argsort(position[later], kind="stable")
+        later, earlier, sim = later[by_later], earlier[by_later], sim[by_later]
+        bounds = np.searchsorted(position[later], np.arange(len(walk) + 1))
+        starts = np.flatnonzero(np.r_[True, labels[walk][1:] != labels[walk][:-1]])
+        kept = np.zeros(n, bool)
+        for start, end in zip(starts, np.r_[starts[1:], len(walk)]):
+            component = walk[start:end]
+            clusters[component] = component[0]
+            if len(component) > LARGE_CLUSTER:
+                log.warning(
+                    "minhash_dedup: a cluster of %d rows (for example %s): many copies of one text, "
+                    "or a threshold too low for this data?",
+                    len(component),
+                    ids[component[0]],
+                )
+            for p in range(int(start), int(end)):
+                row = walk[p]
+                partners = earlier[bounds[p] : bounds[p + 1]]
+                scores = sim[bounds[p] : bounds[p + 1]]
+                mask = kept[partners]
+                if not mask.any():  # no verified partner kept: a sure estimate against the kept rows
+                    partners = walk[start:p][kept[walk[start:p]]]
+                    scores = (c.sig[partners] == c.sig[row]).mean(axis=1) if len(partners) else scores[:0]
+                    mask = scores >= self.threshold + VERIFY_MARGIN
+                if mask.any() and not c.is_ref[row]:
+                    best = int(np.argmax(np.where(mask, scores, -1.0)))
+                    removed_by[row] = partners[best]
+                    similar[row] = scores[best]
+                else:
+                    kept[row] = True
+        return clusters, removed_by, similar
+
+    def _result(self, c: _Carry, clusters: np.ndarray, removed_by: np.ndarray, similar: np.ndarray) -> Combined:
+        ids, is_ref, order = c.ids, c.is_ref, c.order
         removed = np.flatnonzero((removed_by >= 0) & ~is_ref)
         kept_clustered = np.flatnonzero((clusters >= 0) & (removed_by < 0) & ~is_ref)
         cluster_ids = np.where(clusters >= 0, ids[np.maximum(clusters, 0)], None)
@@ -340,13 +503,9 @@ class MinHashDedup(GlobalStage):
                 "cluster": pa.array(cluster_ids[members].tolist(), pa.string()),
                 "id": pa.array(ids[members].tolist(), pa.string()),
                 "kept": pa.array((removed_by[members] < 0).tolist(), pa.bool_()),
-                "duplicate_of": pa.array(
-                    [ids[r] if r >= 0 else None for r in removed_by[members]], pa.string()
-                ),
+                "duplicate_of": pa.array([ids[r] if r >= 0 else None for r in removed_by[members]], pa.string()),
                 "similarity": pa.array(
-                    np.where(removed_by[members] >= 0, similar[members], np.nan),
-                    pa.float64(),
-                    from_pandas=True,
+                    np.where(removed_by[members] >= 0, similar[members], np.nan), pa.float64(), from_pandas=True
                 ),
                 "reference": pa.array(is_ref[members].tolist(), pa.bool_()),
             }
@@ -355,71 +514,15 @@ class MinHashDedup(GlobalStage):
         columns = {
             "id": pa.array(ids[survivors].tolist(), pa.string()),
             "signature": pa.FixedSizeListArray.from_arrays(
-                pa.array(sig[survivors].ravel(), pa.uint32()), self.num_perm
+                pa.array(c.sig[survivors].ravel(), pa.uint32()), self.num_perm
             ),
         }
-        if guard is not None:
+        if c.guard is not None:
             columns["guard"] = pa.FixedSizeListArray.from_arrays(
-                pa.array(guard[survivors].ravel(), pa.uint32()), GUARD_PERM
+                pa.array(c.guard[survivors].ravel(), pa.uint32()), GUARD_PERM
             )
         index = pa.table(columns).replace_schema_metadata({"winnow.minhash": str(self._index_params())})
         return Combined(state, {"clusters": clusters_table, "index": index})
-
-    def _cluster(
-        self, sig: np.ndarray, guard: np.ndarray | None, rank: np.ndarray, ids: np.ndarray, is_ref: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per row: its cluster (index of the cluster's first row, -1 if alone), the row it
-        duplicates (-1 if kept) and the estimated similarity to that row."""
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
-        n = len(sig)
-        clusters = np.full(n, -1, np.int64)
-        removed_by = np.full(n, -1, np.int64)
-        similar = np.zeros(n, np.float64)
-        if n < 2:
-            return clusters, removed_by, similar
-        valid = ~(sig == minhash.MASK32).all(axis=1)
-        bands, rows = self.band_layout()
-        i, j = minhash.candidate_pairs(minhash.band_keys(sig, bands, rows), valid)
-        keep_pair = ~(is_ref[i] & is_ref[j])
-        i, j = i[keep_pair], j[keep_pair]
-        ok = minhash.similarity(sig, i, j) >= self.threshold
-        if guard is not None:
-            ok &= minhash.similarity(guard, i, j) >= self.response_guard
-        i, j = i[ok], j[ok]
-        graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(n, n))
-        _, labels = connected_components(graph, directed=False)
-        sizes = np.bincount(labels)
-        members = np.flatnonzero(sizes[labels] > 1)
-        if not len(members):
-            return clusters, removed_by, similar
-        # Walk order: component, reference rows first, then keep rank (high first), then id.
-        walk = members[np.lexsort((ids[members], -rank[members], ~is_ref[members], labels[members]))]
-        starts = np.flatnonzero(np.r_[True, labels[walk][1:] != labels[walk][:-1]])
-        ends = np.r_[starts[1:], len(walk)]
-        for start, end in zip(starts, ends):
-            component = walk[start:end]
-            clusters[component] = component[0]
-            if len(component) > LARGE_CLUSTER:
-                log.warning(
-                    "minhash_dedup: a cluster of %d rows (for example %s): many copies of one text, "
-                    "or a threshold too low for this data?",
-                    len(component),
-                    ids[component[0]],
-                )
-            kept = [component[0]]
-            for row in component[1:]:
-                scores = (sig[kept] == sig[row]).mean(axis=1)
-                if guard is not None:  # a kept row with a clearly different answer is no match
-                    scores[(guard[kept] == guard[row]).mean(axis=1) < self.response_guard] = 0
-                best = int(np.argmax(scores))
-                if scores[best] >= self.threshold and not is_ref[row]:
-                    removed_by[row] = kept[best]
-                    similar[row] = scores[best]
-                else:
-                    kept.append(row)
-        return clusters, removed_by, similar
 
     def annotate(self, batch: pa.Table, state: _NearState) -> pa.Table:
         hit, pos = _lookup(state.clustered, batch.column(schema.ORDER).to_numpy())
@@ -472,29 +575,17 @@ class MinHashDedup(GlobalStage):
                 meta = (table.schema.metadata or {}).get(b"winnow.minhash", b"").decode()
                 if meta == str(self._index_params()):
                     ids = np.array(table.column("id").to_pylist(), object)
-                    sig = (
-                        table.column("signature")
-                        .combine_chunks()
-                        .flatten()
-                        .to_numpy()
-                        .reshape(-1, self.num_perm)
-                    )
+                    sig = table.column("signature").combine_chunks().flatten().to_numpy().reshape(-1, self.num_perm)
                     guard = None
                     if self.guarded:
-                        guard = (
-                            table.column("guard")
-                            .combine_chunks()
-                            .flatten()
-                            .to_numpy()
-                            .reshape(-1, GUARD_PERM)
-                        )
+                        guard = table.column("guard").combine_chunks().flatten().to_numpy().reshape(-1, GUARD_PERM)
                     return ids, sig, guard
             rows = corpus.load(version, format="arrow")
         else:
             from winnow.formats import InputSpec, open_input
 
             rows = open_input(InputSpec(path=str(self.against))).to_table()
-        guard = self.response_sketches(rows) if self.guarded else None
+        guard = self.response_sketches(self._prepared(rows)) if self.guarded else None
         return np.array(rows.column("id").to_pylist(), object), self.signatures(rows), guard
 
     def external_fingerprint(self) -> str | None:
