@@ -22,6 +22,7 @@ from winnow.stages.language import LanguageFilter
 from winnow.stages.pii import PiiFilter
 from winnow.stages.quality import QualityFilter
 from winnow.stages.refusal import RefusalFilter
+from winnow.stages.tasks import TaskTypeTagger
 from winnow.stages.template import ChatTemplateRenderer, InstructionRephraser
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "Rescan",
     "RowStage",
     "Stage",
+    "TaskTypeTagger",
     "Verdict",
     "from_config",
     "register",
