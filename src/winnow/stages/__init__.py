@@ -15,6 +15,7 @@ from winnow.stages.base import (
     registry,
     stage_class,
 )
+from winnow.stages.balance import Balance
 from winnow.stages.decontaminate import Decontaminate
 from winnow.stages.dedup import ExactDedup, MinHashDedup
 from winnow.stages.filters import ExpressionFilter, LengthFilter, RegexFilter
@@ -26,6 +27,7 @@ from winnow.stages.tasks import TaskTypeTagger
 from winnow.stages.template import ChatTemplateRenderer, InstructionRephraser
 
 __all__ = [
+    "Balance",
     "ChatTemplateRenderer",
     "Combined",
     "Decontaminate",
