@@ -40,6 +40,10 @@ def render_report(folder: Path, manifest: dict[str, Any]) -> str:
     clusters = _read(sorted((folder / "clusters").glob("*.parquet")))
     if clusters.num_rows:
         charts.append(("Duplicate clusters", _cluster_chart(clusters)))
+    for mix in sorted((folder / "mix").glob("*.parquet")):
+        charts.append(_balance_chart(pq.read_table(mix)))
+    if "root_verb" in kept.column_names:
+        charts.append(("Instructions by root verb and its object (top 20 verbs)", _verb_noun_chart(kept)))
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("winnow", "templates"),
         autoescape=True,  # row text is data, never markup
@@ -189,6 +193,64 @@ def _length_chart(before: pa.Table, after: pa.Table) -> str:
         if i == 0:
             ax.set_ylabel("rows")
             ax.legend(frameon=False)
+    return _svg(fig)
+
+
+def _balance_chart(mix: pa.Table) -> tuple[str, str]:
+    """The balance stage's groups: rows before, target and after, with the entropy in the title."""
+    meta = {k.decode(): v.decode() for k, v in (mix.schema.metadata or {}).items()}
+    rows = mix.to_pylist()
+    fig, ax = _figure(7, 0.32 * len(rows) + 0.9)
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y + 0.2, [r["before"] for r in rows], height=0.4, color=_COLORS["before"], label="before")
+    ax.barh(y - 0.2, [r["after"] for r in rows], height=0.4, color=_COLORS["after"], label="after")
+    ax.set_yticks(y, [str(r["group"]) for r in rows])
+    ax.set_xlabel("rows")
+    ax.legend(loc="lower right", frameon=False)
+    entropy = ""
+    before, after = _meta_number(meta, "entropy_before"), _meta_number(meta, "entropy_after")
+    if before is not None and after is not None:
+        entropy = f" — entropy {before:.2f} → {after:.2f} bits"
+    return f"Balanced mix{entropy}", _svg(fig)
+
+
+def _meta_number(meta: dict[str, str], key: str) -> float | None:
+    try:
+        return float(meta[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def _verb_noun_chart(kept: pa.Table) -> str:
+    """The self-instruct view: the most common root verbs, each split by its top objects."""
+    pairs = Counter(
+        (v, n) for v, n in zip(kept.column("root_verb").to_pylist(), kept.column("root_noun").to_pylist()) if v
+    )
+    verbs: Counter[str] = Counter()
+    for (v, _), c in pairs.items():
+        verbs[v] += c
+    top = [v for v, _ in verbs.most_common(20)]
+    fig, ax = _figure(8, 0.34 * len(top) + 1.0)
+    y = np.arange(len(top))[::-1]
+    left = np.zeros(len(top))
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10"]
+    for slot in range(4):  # the four most common objects of each verb, then the rest
+        widths, labels = [], []
+        for v in top:
+            nouns = sorted(((c, n) for (vv, n), c in pairs.items() if vv == v and n), reverse=True)
+            widths.append(nouns[slot][0] if slot < len(nouns) else 0)
+            labels.append(nouns[slot][1] if slot < len(nouns) else "")
+        ax.barh(y, widths, left=left, color=palette(slot), height=0.7)
+        for yi, x, w, label in zip(y, left, widths, labels):
+            if w and label:
+                ax.text(x + w / 2, yi, label, ha="center", va="center", fontsize=7, color="white")
+        left += widths
+    rest = np.array([verbs[v] for v in top]) - left
+    ax.barh(y, rest, left=left, color=_COLORS["before"], height=0.7)
+    ax.set_yticks(y, top)
+    ax.set_xlabel("instructions (coloured: the verb's four most common objects; grey: the rest)")
     return _svg(fig)
 
 
