@@ -407,6 +407,164 @@ def export(
     out.print(escape(load_hint(result)), soft_wrap=True)
 
 
+@cli.command()
+@click.argument("corpus")
+@click.option(
+    "--model", "-m", required=True, help="A local Hugging Face causal-LM folder, or 'tiny' (a small Llama built here)."
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the checkpoint, metrics.jsonl, loss.png and train_run.json.",
+)
+@click.option(
+    "--template",
+    help="Chat template: a built-in (chatml, llama-3, …) or a file [default: the tokenizer's own; tiny: chatml].",
+)
+@click.option(
+    "--max-len",
+    type=click.IntRange(min=8),
+    default=1024,
+    show_default=True,
+    help="Longest sequence in tokens; longer rows are dropped and counted.",
+)
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Passes over the train split [default: 1].")
+@click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps (instead of --epochs).")
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Peak learning rate [default: 1e-3 for tiny, 2e-5 otherwise].",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Sequences per micro-batch."
+)
+@click.option(
+    "--grad-accum", type=click.IntRange(min=1), default=1, show_default=True, help="Micro-batches per optimizer step."
+)
+@click.option("--packing", is_flag=True, help="Pack rows into --max-len sequences, attention kept within each row.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds init, shuffling and the tiny tokenizer.")
+@click.option(
+    "--eval-every",
+    type=click.IntRange(min=0),
+    help="Validation loss every N steps [default: ~10 times a run; 0: start and end].",
+)
+@click.option(
+    "--warmup",
+    type=click.FloatRange(min=0),
+    default=0.03,
+    show_default=True,
+    help="Warmup: a fraction of the steps (< 1) or a number of steps.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where to train (auto: cuda when available, with bf16 autocast).",
+)
+@click.option(
+    "--attn",
+    "attn_implementation",
+    type=click.Choice(["sdpa", "eager", "flash_attention_2"]),
+    default="sdpa",
+    show_default=True,
+    help="Attention kernel.",
+)
+@click.option("--force", is_flag=True, help="Replace an earlier run in --output.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def train(
+    corpus: str,
+    model: str,
+    output: Path,
+    template: str | None,
+    max_len: int,
+    epochs: float | None,
+    steps: int | None,
+    lr: float | None,
+    batch_size: int,
+    grad_accum: int,
+    packing: bool,
+    seed: int,
+    eval_every: int | None,
+    warmup: float,
+    device: str,
+    attn_implementation: str,
+    force: bool,
+    no_progress: bool,
+) -> None:
+    """Fine-tune a causal LM on a corpus version (loss on assistant tokens only).
+
+    CORPUS is a corpus folder, optionally with a version: corpus/quickstart@v2. OUTPUT gets a
+    checkpoint that AutoModelForCausalLM.from_pretrained loads, metrics.jsonl, loss.png and
+    train_run.json (corpus version and fingerprint, config, row and token counts). Needs
+    pip install 'winnow[train]'. Nothing is downloaded.
+
+    \b
+    Example:
+      winnow train corpus/quickstart --model tiny --output runs/tiny --steps 50
+      winnow train corpus/quickstart@v1 --model models/my-llama --output runs/ft --epochs 2 --packing
+    """
+    from winnow.errors import ConfigError
+    from winnow.train import TrainConfig
+    from winnow.train import train as run_training
+
+    if epochs is not None and steps is not None:
+        raise ConfigError("give --epochs or --steps, not both")
+    config = TrainConfig(
+        corpus=corpus,
+        model=model,
+        output=str(output),
+        template=template,
+        max_len=max_len,
+        epochs=1.0 if epochs is None else epochs,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        packing=packing,
+        seed=seed,
+        eval_every=eval_every,
+        warmup=warmup,
+        device=device,
+        attn_implementation=attn_implementation,
+        force=force,
+    )
+    result = run_training(config=config, progress=not no_progress and sys.stderr.isatty())
+    r, c = result.run["results"], result.counts["train"]
+    dropped = ", ".join(
+        f"{c[k]:,} {what}"
+        for k, what in (
+            ("dropped_too_long", f"longer than {max_len} tokens"),
+            ("dropped_no_trainable", "with no assistant token"),
+            ("dropped_template_error", "rejected by the template"),
+            ("dropped_extra_bos", "with a BOS inside"),
+        )
+        if c[k]
+    )
+    out.print(
+        f"rows: {c['used']:,} of {c['rows']:,} trained on"
+        + (f" (dropped {dropped})" if dropped else "")
+        + f"; {c['trained_tokens']:,} of {c['total_tokens']:,} tokens are assistant tokens",
+        soft_wrap=True,
+    )
+    losses = f"train loss {r['train_loss_first']:.3f} → {r['train_loss_last']:.3f}"
+    if result.eval_loss_initial is not None and result.eval_loss_final is not None:
+        losses += f", validation loss {result.eval_loss_initial:.3f} → {result.eval_loss_final:.3f}"
+    out.print(
+        f"{result.steps:,} steps: {losses}; {result.tokens_per_second:,.0f} tokens/s "
+        f"({result.trained_tokens_per_second:,.0f} trained tokens/s)",
+        soft_wrap=True,
+    )
+    cv = result.run["corpus"]
+    out.print(
+        f"[bold green]wrote[/] {escape(str(result.output))} from {escape(cv['path'])}@{cv['version']} "
+        f"(fingerprint {str(cv['fingerprint'])[:12]}) in {result.seconds:.1f} s",
+        soft_wrap=True,
+    )
+
+
 def funnel_table(stats: Sequence[dict[str, Any]], title: str = "") -> Table:
     """Rows in and out per stage, time, and the top reasons for removal."""
     table = Table(title=title, title_justify="left")
@@ -453,8 +611,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     debug = "--debug" in args
     try:
         cli.main(args=args, prog_name="winnow", standalone_mode=False)
-    except click.exceptions.Abort:
-        err.print("aborted")
+    except click.exceptions.Abort as e:
+        # click turns Ctrl-C into Abort (after a blank line closing the terminal's ^C)
+        err.print("interrupted: nothing was written" if isinstance(e.__cause__, KeyboardInterrupt) else "aborted")
         sys.exit(130)
     except click.ClickException as e:
         e.show()

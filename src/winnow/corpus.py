@@ -203,11 +203,16 @@ class Corpus:
         return FileLock(str(self.path / ".lock"))
 
     def _clean_leftovers(self) -> None:
-        """Remove the drafts of runs that died (their process is gone)."""
+        """Remove the drafts of runs that died (their process is gone), and ``latest`` pointers
+        a writer died before swapping in (made and renamed under the lock, so any seen while
+        holding it is a leftover)."""
         for child in self.path.glob(".tmp-*"):
             m = re.match(r"^\.tmp-(\d+)-", child.name)
             if m and not _alive(int(m.group(1))):
                 shutil.rmtree(child, ignore_errors=True)
+        for child in self.path.glob(".latest-*"):
+            with contextlib.suppress(OSError):
+                child.unlink()
 
 
 @dataclass
@@ -221,7 +226,8 @@ class Draft:
         self, batches: Iterable[pa.Table], validation: float, seed: int, table_schema: pa.Schema
     ) -> list[dict[str, Any]]:
         """Write the kept rows as train/validation shards; returns the shard list for the manifest."""
-        batches = list(batches) if not isinstance(batches, list) else batches
+        if iter(batches) is batches:  # a one-shot iterator must be held; a re-iterable streams
+            batches = list(batches)
         masks = [validation_mask(b.column("id"), validation, seed) for b in batches]
         counts = {
             "validation": int(sum(m.sum() for m in masks)),

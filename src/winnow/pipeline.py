@@ -12,9 +12,11 @@ import collections
 import contextlib
 import dataclasses
 import difflib
+import errno
 import hashlib
 import json
 import logging
+import os
 import platform
 import re
 import shutil
@@ -217,7 +219,7 @@ class Pipeline:
                     up_to_date=True,
                     kind=kind,
                 )
-        with corpus.draft() as draft:
+        with _writing(target), corpus.draft() as draft:
             out = engine.run(_ingest(sources, batch_size), self.stages, draft.folder / ".work")
             manifest = self._write(draft, out, sources, fingerprint)
             shutil.rmtree(draft.folder / ".work")
@@ -242,7 +244,9 @@ class Pipeline:
 
     def _write(self, draft: Draft, out: EngineOutput, sources: list[InputSource], fingerprint: str) -> dict[str, Any]:
         first = read_ipc(out.batches[0]).schema if out.batches else schema.SCHEMA
-        shards = draft.write_data(read_batches(out.batches), self.split.validation, self.split.seed, first)
+        # re-read per pass (ids, then each split), so the kept rows are never all in memory at once
+        batches = _Reread(out.batches)
+        shards = draft.write_data(batches, self.split.validation, self.split.seed, first)
         rejected_shards = []
         steps = ["ingest", *[s.name for s in self.stages]]
         for step, (name, files) in enumerate(zip(steps, out.rejected)):
@@ -285,6 +289,16 @@ class Pipeline:
             "winnow_version": __version__,
             "versions": _library_versions(),
         }
+
+
+class _Reread:
+    """The engine's batch files as an iterable that reads them again on every pass."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        return read_batches(self.paths)
 
 
 class RunResult:
@@ -567,6 +581,29 @@ def _concat(tables: list[pa.Table], empty_schema: pa.Schema) -> pa.Table:
     if not tables:
         return schema.empty(empty_schema)
     return schema.without_internal(pa.concat_tables(tables, promote_options="default"))
+
+
+#: errors of a write that the user fixes (space, permissions, a read-only mount), not bugs
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+@contextlib.contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """Turn a failed write under ``target`` (disk full, read-only, no permission) into one clear
+    CorpusError. The draft is removed on the way out, so no partial version is left."""
+    try:
+        yield
+    except OSError as e:
+        # pyarrow's write errors carry the errno only in the text ("[errno 28] No space left")
+        found = re.search(r"\[errno (\d+)\]", str(e), re.IGNORECASE)
+        code = e.errno if e.errno is not None else int(found.group(1)) if found else None
+        if code not in _WRITE_ERRNOS:
+            raise
+        reason = os.strerror(code)
+        raise CorpusError(
+            f"cannot write a corpus version into {target}: {reason} ({' '.join(str(e).split())}); "
+            "nothing was written: free some space, fix the permissions or choose another --output"
+        ) from e
 
 
 def _stats_from_dict(d: Mapping[str, Any]) -> StageStats:

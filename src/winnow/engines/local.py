@@ -13,12 +13,14 @@ results of the batches are gathered in order, and stages decide from content and
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import multiprocessing
 import os
 import pickle
 import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -253,7 +255,11 @@ class LocalEngine:
 
     def _map(self, executor: Executor | None, tasks: list[_Task], what: str) -> Iterator[_TaskResult]:
         bar = _bar(self.progress and bool(tasks), what, total=len(tasks), unit=" batches")
-        results = executor.map(_run_task, tasks) if executor is not None else map(_run_task, tasks)
+        if executor is not None:
+            with _sigint_deferred():  # map() submits every task now, starting the workers
+                results: Iterator[_TaskResult] = executor.map(_run_task, tasks)
+        else:
+            results = map(_run_task, tasks)
         for result in results:
             bar.update(1)
             yield result
@@ -377,16 +383,61 @@ def _describe(step: _Pass) -> str:
     return " → ".join(names)
 
 
-def _ignore_sigint() -> None:
+def _init_worker(parent: Any) -> None:
     # Ctrl-C goes to the whole process group; the parent decides, the workers must not print
     # a traceback each.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A worker waits on its task queue forever and the fork server lives as long as a worker
+    # does, so a parent killed with SIGKILL would leave both behind. ``parent`` is the read end
+    # of a pipe only the parent writes to: it reads EOF the moment the parent is gone.
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: Any) -> None:
+    with contextlib.suppress(EOFError, OSError):
+        parent.recv_bytes()
+    os._exit(1)
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["winnow.stages", "winnow.engines.local"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_ignore_sigint)
+    _start_forkserver()
+    alive_r, alive_w = ctx.Pipe(duplex=False)
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(alive_r,))
+    executor._winnow_alive = alive_w  # type: ignore[attr-defined]  # held open as long as the pool
+    return executor
+
+
+def _start_forkserver() -> None:
+    """Start the fork server with SIGINT ignored: the disposition survives its ``exec``, so a
+    Ctrl-C while it imports the preloaded modules cannot print a traceback from it (it ignores
+    SIGINT only once its imports are done); its workers inherit it too."""
+    from multiprocessing import forkserver
+
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: no Ctrl-C to guard against here
+        return
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C back while the pool starts workers: a worker whose start is cut short is
+    not yet known to the pool, so `_stop` could not end it, and it would die printing a
+    traceback once the parent is gone. The signal is delivered when the block ends."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _stop(executor: Executor) -> None:

@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from winnow.formats.containers import fix_surrogates
+
 __all__ = [
     "ADAPTERS",
     "AdaptContext",
@@ -112,8 +114,8 @@ def _maybe_json_list(value: Any) -> Any:
     """Columnar containers (CSV, Parquet string columns) hold nested lists as JSON text."""
     if isinstance(value, str) and value.lstrip().startswith("["):
         try:
-            return json.loads(value)
-        except ValueError:
+            return fix_surrogates(json.loads(value))  # "\\ud800" escapes: as the JSON readers do
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             return value
     return value
 
@@ -215,7 +217,7 @@ def _openai_messages(
         if not isinstance(turn, dict):
             raise RecordError(f"message {i} is {_type_name(turn)}", "an object with 'role' and 'content'")
         role = turn.get("role")
-        if role not in _OPENAI_ROLES:
+        if not isinstance(role, str) or role not in _OPENAI_ROLES:  # a list/dict role is unhashable
             raise RecordError(f"message {i} has role {role!r}", f"one of {', '.join(_OPENAI_ROLES)}")
         extra = {k: v for k, v in turn.items() if k not in ("role", "content")}
         if _OPENAI_ROLES[role] != role:
@@ -303,7 +305,7 @@ class ShareGPTAdapter(Adapter):
             if not isinstance(turn, dict):
                 raise RecordError(f"message {i} is {_type_name(turn)}", "an object with 'from' and 'value'")
             sender = turn.get("from", turn.get("role"))
-            if sender not in _SHAREGPT_ROLES:
+            if not isinstance(sender, str) or sender not in _SHAREGPT_ROLES:  # unhashable otherwise
                 raise RecordError(
                     f"message {i} has 'from' {sender!r}", f"one of {', '.join(_SHAREGPT_ROLES)}"
                 )
@@ -639,8 +641,8 @@ class CanonicalAdapter(Adapter):
         raw_meta = record.get("meta")
         if isinstance(raw_meta, str):
             try:
-                loaded = json.loads(raw_meta)
-            except ValueError:
+                loaded = fix_surrogates(json.loads(raw_meta))
+            except (ValueError, RecursionError):
                 loaded = None
             meta = loaded if isinstance(loaded, dict) else {"meta": raw_meta}
         elif isinstance(raw_meta, dict):
@@ -648,8 +650,27 @@ class CanonicalAdapter(Adapter):
         meta.update(_rest(record, {"messages", "meta", "task_type", *_CARRIED}))
         _messages_meta(extras, meta)
         task_type = record.get("task_type") if isinstance(record.get("task_type"), str) else None
-        carried = {k: record[k] for k in _CARRIED if record.get(k) is not None}
+        carried = _carried(record)
         return [AdaptedRow(messages, task_type, meta, carried=carried)]
+
+
+def _carried(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The canonical columns a row keeps: strings, and ``source_index`` a non-negative int64;
+    null (or a float NaN, pandas' null) means absent; another type is a record error."""
+    carried = {}
+    for key in _CARRIED:
+        value = record.get(key)
+        if value is None or (isinstance(value, float) and value != value):
+            continue
+        if key == "source_index":
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+                raise RecordError(f"'source_index' is {value!r}", "a non-negative integer (canonical)")
+        elif not isinstance(value, str):
+            raise RecordError(f"{key!r} is {_type_name(value)}", f"{key!r} to be a string (canonical)")
+        carried[key] = value
+    return carried
 
 
 def _registry(*adapters: Adapter) -> dict[str, Adapter]:

@@ -276,7 +276,7 @@ def sniff(ref: FileRef, opened: _Opened) -> str:
             if text.startswith("{"):
                 try:
                     value = json.loads(text)
-                except ValueError:
+                except (ValueError, RecursionError):  # RecursionError: nested too deeply
                     # A pretty-printed document, unless the next line is a record of its own
                     # (then this is JSONL with a malformed first line, reported by line).
                     second = next(lines, b"").decode("utf-8", "replace").strip()
@@ -300,7 +300,7 @@ def sniff(ref: FileRef, opened: _Opened) -> str:
 def _parses_as_object(text: str) -> bool:
     try:
         return isinstance(json.loads(text), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
@@ -390,10 +390,12 @@ class FileReader:
                 text = text.rstrip("\r\n")
                 try:
                     value = json.loads(text)
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
                     msg = (
                         f"{exc.msg} at column {exc.colno}"
                         if isinstance(exc, json.JSONDecodeError)
+                        else "nested too deeply"
+                        if isinstance(exc, RecursionError)
                         else str(exc)
                     )
                     yield RawRecord(
@@ -439,6 +441,11 @@ class FileReader:
         except json.JSONDecodeError as exc:
             raise InputError(
                 f"{self.ref.path}, line {exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno}); "
+                "expected a JSON array of records, an object of arrays, or an object holding a list of them"
+            ) from None
+        except RecursionError:
+            raise InputError(
+                f"{self.ref.path}: invalid JSON (nested too deeply); "
                 "expected a JSON array of records, an object of arrays, or an object holding a list of them"
             ) from None
         note = None
@@ -537,10 +544,10 @@ class FileReader:
             source: Any = f if self.compression is None else io.BytesIO(f.read())
             try:
                 pf = pq.ParquetFile(source)
-                yield from table_records(pf.iter_batches(batch_size=batch_rows))
-            except (pa.ArrowException, OSError) as exc:
+                yield from table_records(_validated(pf.iter_batches(batch_size=batch_rows)))
+            except (pa.ArrowException, OSError, ValueError) as exc:  # corrupt names: UnicodeDecodeError
                 raise InputError(
-                    f"{self.ref.path}: cannot read Parquet ({exc}); expected a valid Parquet file"
+                    f"{self.ref.path}: cannot read Parquet ({_one_line(exc)}); expected a valid Parquet file"
                 ) from None
 
     def _arrow(self, batch_rows: int) -> Iterator[RawRecord]:
@@ -557,10 +564,10 @@ class FileReader:
                 batches = iter(feather.read_table(pa.BufferReader(data)).to_batches(batch_rows))
             else:
                 batches = iter(ipc.open_stream(pa.BufferReader(data)))
-            yield from table_records(batches)
-        except (pa.ArrowException, OSError) as exc:
+            yield from table_records(_validated(batches))
+        except (pa.ArrowException, OSError, ValueError) as exc:  # corrupt names: UnicodeDecodeError
             raise InputError(
-                f"{self.ref.path}: cannot read Arrow ({exc}); expected an Arrow IPC file or stream"
+                f"{self.ref.path}: cannot read Arrow ({_one_line(exc)}); expected an Arrow IPC file or stream"
             ) from None
 
 
@@ -601,3 +608,16 @@ def _columnar_length(obj: Mapping[str, Any]) -> int | None:
     if _is_record(obj) and any(isinstance(x, dict) for v in obj.values() for x in v):
         return None
     return n
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (Arrow's Parquet errors span several)."""
+    return " ".join(str(exc).split())
+
+
+def _validated(batches: Iterator[Any]) -> Iterator[Any]:
+    """Batches from a file, each checked in full (offsets, UTF-8) before Python reads it: a
+    corrupt file decoded without this can abort the interpreter inside Arrow's C++."""
+    for batch in batches:
+        batch.validate(full=True)
+        yield batch

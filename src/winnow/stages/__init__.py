@@ -1,5 +1,6 @@
 """Stages: the kinds, the registry, and the built-in stages (importing them registers them)."""
 
+from winnow.stages.balance import Balance
 from winnow.stages.base import (
     Combined,
     Filter,
@@ -15,7 +16,6 @@ from winnow.stages.base import (
     registry,
     stage_class,
 )
-from winnow.stages.balance import Balance
 from winnow.stages.decontaminate import Decontaminate
 from winnow.stages.dedup import ExactDedup, MinHashDedup
 from winnow.stages.filters import ExpressionFilter, LengthFilter, RegexFilter
