@@ -7,6 +7,7 @@ from winnow.corpus import Corpus
 from winnow.errors import ConfigError, CorpusError, InputError, MissingDependencyError, WinnowError
 from winnow.formats import InputSpec
 from winnow.pipeline import Pipeline, RunResult, Split
+from winnow.train import TrainConfig, TrainResult, train  # torch is imported only when training
 
 __all__ = [
     "ConfigError",
@@ -18,7 +19,10 @@ __all__ = [
     "Pipeline",
     "RunResult",
     "Split",
+    "TrainConfig",
+    "TrainResult",
     "WinnowError",
     "__version__",
     "stages",
+    "train",
 ]

@@ -89,6 +89,7 @@ def run(
             f"[bold]up to date[/]: {result.path} already holds this pipeline's output "
             f"(fingerprint {result.fingerprint[:12]}); nothing written. Use --force to write anyway."
         )
+        _print_trained(result.trained)
         return
     for source in result.sources:
         d = source.describe()
@@ -106,6 +107,19 @@ def run(
             f"[bold green]wrote[/] {result.path}  ({c['train']:,} train, {c['validation']:,} validation, "
             f"{c['rejected']:,} rejected) in {elapsed:.1f} s"
         )
+    _print_trained(result.trained)
+
+
+def _print_trained(trained: Any) -> None:
+    """One line for the ``train:`` section of a pipeline, when it ran."""
+    if trained is None:
+        return
+    loss = (
+        f"validation loss {trained.eval_loss_initial:.3f} → {trained.eval_loss_final:.3f}"
+        if trained.eval_loss_initial is not None and trained.eval_loss_final is not None
+        else f"train loss {trained.train_loss:.3f}"
+    )
+    out.print(f"[bold green]trained[/] {trained.steps} steps, {loss}; checkpoint in {escape(str(trained.output))}")
 
 
 @cli.command()

@@ -38,10 +38,11 @@ from winnow.formats import InputSource, InputSpec, from_object, open_input
 from winnow.report import render_report
 from winnow.stages import base as stage_base
 from winnow.stages.base import Stage
+from winnow.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-KEYS = ("name", "inputs", "stages", "output", "split", "engine")
+KEYS = ("name", "inputs", "stages", "output", "split", "engine", "train")
 ENGINES = ("local",)
 #: Bump when the corpus layout or fingerprint recipe changes.
 CORPUS_FORMAT = 1
@@ -81,6 +82,7 @@ class Pipeline:
         name: str = "pipeline",
         split: Split | Mapping[str, Any] | None = None,
         engine: str = "local",
+        train: TrainConfig | Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.inputs = [_input(i) for i in inputs]
@@ -90,6 +92,10 @@ class Pipeline:
         if engine not in ENGINES:
             raise ConfigError(f"unknown engine '{engine}'; valid engines: {', '.join(ENGINES)}")
         self.engine = engine
+        if train is not None and not isinstance(train, TrainConfig):
+            train = TrainConfig.from_dict(train, corpus=str(self.output) if self.output else "")
+        #: fine-tune on every version this pipeline writes (the YAML's ``train:`` section)
+        self.train = train
 
     def __repr__(self) -> str:
         return f"Pipeline(name={self.name!r}, inputs={len(self.inputs)}, stages={[s.name for s in self.stages]})"
@@ -144,6 +150,12 @@ class Pipeline:
         engine = data.get("engine", "local")
         if engine not in ENGINES:
             raise where.error(data, "engine", f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}")
+        train = None
+        if data.get("train") is not None:
+            try:
+                train = TrainConfig.from_dict(data["train"], corpus=data.get("output") or "")
+            except ConfigError as e:
+                raise where.error(data, "train", str(e), data["train"], e.key) from None
         return cls(
             inputs=specs,
             stages=built,
@@ -151,6 +163,7 @@ class Pipeline:
             name=data.get("name") or Path(origin).stem,
             split=split,
             engine=engine,
+            train=train,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,6 +175,7 @@ class Pipeline:
             "output": str(self.output) if self.output is not None else None,
             "split": dataclasses.asdict(self.split),
             "engine": self.engine,
+            **({"train": self.train.to_dict()} if self.train is not None else {}),
         }
 
     def to_yaml(self) -> str:
@@ -209,7 +223,7 @@ class Pipeline:
             latest = corpus.manifest()
             if latest.get("fingerprint") == fingerprint:
                 stats = [_stats_from_dict(d) for d in latest.get("stages", [])]
-                return RunResult(
+                result = RunResult(
                     self,
                     stats,
                     sources,
@@ -219,12 +233,34 @@ class Pipeline:
                     up_to_date=True,
                     kind=kind,
                 )
+                return self._train(result, progress)
         with _writing(target), corpus.draft() as draft:
             out = engine.run(_ingest(sources, batch_size), self.stages, draft.folder / ".work")
             manifest = self._write(draft, out, sources, fingerprint)
             shutil.rmtree(draft.folder / ".work")
             version = draft.commit(manifest, {"README.md": lambda _, m: render_card(m), "report.html": render_report})
-        return RunResult(self, out.stats, sources, fingerprint, corpus=corpus, version=version, kind=kind)
+        result = RunResult(self, out.stats, sources, fingerprint, corpus=corpus, version=version, kind=kind)
+        return self._train(result, progress)
+
+    def _train(self, result: RunResult, progress: bool) -> RunResult:
+        """With a ``train:`` section, fine-tune on the version — unless its output folder already
+        holds a run on this very version (same fingerprint)."""
+        if self.train is None or result.corpus is None or result.version is None:
+            return result
+        done = Path(self.train.output) / "train_run.json"
+        if done.is_file():
+            previous = json.loads(done.read_text())
+            if (
+                previous.get("status") == "complete"
+                and previous.get("corpus", {}).get("fingerprint") == result.fingerprint
+            ):
+                log.info("%s already holds a training run on this version", self.train.output)
+                return result
+        from winnow.train import train
+
+        config = dataclasses.replace(self.train, corpus=f"{result.corpus.path}@{result.version}", force=True)
+        result.trained = train(config=config, progress=progress)
+        return result
 
     def _fingerprint(self, inputs: list[Any], sources: list[InputSource]) -> str:
         """A hash of the inputs' contents, the config and each stage's version (not the output)."""
@@ -329,6 +365,8 @@ class RunResult:
         self._rejected = rejected
         self.kind = kind
         self._tables = tables
+        #: the training run of a pipeline with a ``train:`` section (a ``winnow.train.TrainResult``)
+        self.trained: Any = None
 
     @property
     def path(self) -> Path | None:
