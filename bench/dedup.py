@@ -55,7 +55,7 @@ BATCH = 10_000
 VOCAB = 50_000
 #: rows the datasketch baselines see (whole planted groups; ≈ 15 s a run for the naive one)
 SUBSAMPLE = 2_000
-#: rensa takes one bands count dividing num_perm: 16 × 8 is the nearest to datasketch's 9 × 13
+#: rensa takes one bands count dividing num_perm: 16 × 8 is the nearest to winnow's 17 × 7
 RENSA_BANDS = 16
 METRICS = f"""\
 Pairs: unordered row pairs (i < j).
@@ -532,7 +532,8 @@ def main_default(rows: int, seed: int) -> int:
         print(
             f"  rensa: of its median {rensa_s:.2f} s, {shingle_s:.2f} s is building the shingle strings in "
             f"Python (rensa takes tokens); sketches + LSH alone: {rows / (rensa_s - shingle_s):,.0f} docs/s; "
-            f"LSH {RENSA_BANDS} bands × {NUM_PERM // RENSA_BANDS} rows (datasketch and winnow: 9 × 13)"
+            f"LSH {RENSA_BANDS} bands × {NUM_PERM // RENSA_BANDS} rows (datasketch: 9 × 13; winnow: "
+            f"{'{} × {}'.format(*MinHashDedup().band_layout())})"
         )
         for method in ("winnow", "winnow-1"):
             r = results[method]
