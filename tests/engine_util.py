@@ -12,10 +12,7 @@ from winnow.engines.local import EngineOutput, LocalEngine, read_ipc
 
 def batches(t: pa.Table, size: int) -> list[tuple[pa.Table, pa.Table]]:
     rows = schema.canonical(t)
-    return [
-        (rows.slice(i, size), schema.empty(schema.REJECTED_SCHEMA))
-        for i in range(0, max(rows.num_rows, 1), size)
-    ]
+    return [(rows.slice(i, size), schema.empty(schema.REJECTED_SCHEMA)) for i in range(0, max(rows.num_rows, 1), size)]
 
 
 def run(

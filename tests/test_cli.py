@@ -14,9 +14,7 @@ from winnow.corpus import Corpus, parse_ref
 
 
 def winnow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "winnow", *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "winnow", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 def pipeline(tmp_path: Path, data: Path, stages: str = "[exact_dedup: {}, length: {}]") -> Path:
@@ -91,9 +89,7 @@ def test_malformed_line_names_file_and_line(tmp_path) -> None:
 
 def test_skip_routes_bad_rows_to_rejected(tmp_path) -> None:
     bad = tmp_path / "broken.jsonl"
-    bad.write_text(
-        '{"instruction": "a", "output": "b"}\n{"instruction": \n{"instruction": "c", "output": "x"}\n'
-    )
+    bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": \n{"instruction": "c", "output": "x"}\n')
     p = tmp_path / "p.yaml"
     p.write_text(f"inputs:\n  - path: {bad}\n    on_error: skip\noutput: {tmp_path / 'corpus'}\n")
     r = winnow("run", str(p))

@@ -25,8 +25,7 @@ def commit(root: Path, t: pa.Table, chunk: int = 1000, validation: float = 0.2) 
         chunks = [t.slice(i, chunk) for i in range(0, t.num_rows, chunk)]
         shards = d.write_data(chunks, validation, 0, t.schema)
         counts = {
-            s: sum(x["rows"] for x in shards if x["path"].startswith(f"data/{s}-"))
-            for s in ("train", "validation")
+            s: sum(x["rows"] for x in shards if x["path"].startswith(f"data/{s}-")) for s in ("train", "validation")
         }
         return d.commit(
             {
@@ -120,7 +119,5 @@ def test_concurrent_writers_get_distinct_complete_versions(tmp_path) -> None:
 
 def test_load_dataset_reads_a_version_folder(tmp_path) -> None:
     commit(tmp_path / "c", rows(30))
-    ds = datasets.load_dataset(
-        "parquet", data_dir=str(tmp_path / "c" / "v1" / "data"), cache_dir=str(tmp_path / "hf")
-    )
+    ds = datasets.load_dataset("parquet", data_dir=str(tmp_path / "c" / "v1" / "data"), cache_dir=str(tmp_path / "hf"))
     assert sum(s.num_rows for s in ds.values()) == 30

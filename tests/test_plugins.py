@@ -64,9 +64,7 @@ def test_entry_point_stage_is_registered(plugin_path: Path, monkeypatch) -> None
 
 def test_plugin_stage_runs_by_name_from_yaml_in_workers(plugin_path: Path, tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
-    rows = (
-        '{"instruction": "Is water wet?", "output": "Yes."}\n{"instruction": "Name one.", "output": "Fig."}\n'
-    )
+    rows = '{"instruction": "Is water wet?", "output": "Yes."}\n{"instruction": "Name one.", "output": "Fig."}\n'
     data.write_text(rows * 3)
     pipeline = tmp_path / "p.yaml"
     out = tmp_path / "c"

@@ -19,7 +19,7 @@ def test_quickstart_runs_end_to_end(tmp_path) -> None:
         timeout=300,
     )
     assert r.returncode == 0, r.stderr
-    for stage in ("ingest", "exact_dedup", "minhash_dedup", "length"):
+    for stage in ("ingest", "exact_dedup", "minhash_dedup", "length", "quality", "refusal", "pii", "template"):
         assert stage in r.stdout
     c = Corpus(out)
     assert c.versions() == ["v1"]
@@ -29,6 +29,11 @@ def test_quickstart_runs_end_to_end(tmp_path) -> None:
     assert removed["exact_dedup"] == 23  # 15 planted copies + 8 that differ only by case/space/width
     assert removed["minhash_dedup"] == 10  # the 10 planted near-duplicate pairs
     assert removed["length"] == 5  # the planted empty and blank answers
+    assert removed["quality"] == 10  # 5 low-quality rows, 2 placeholders, 3 bare "Yes."/"OK." answers
+    assert removed["refusal"] == 6  # the 6 planted refusals
+    events = {s["stage"]: s.get("events", {}) for s in m["stages"]}
+    assert sum(events["pii"].values()) >= 5  # the planted fake e-mails, phones and IPs are redacted
+    assert removed["pii"] == 0 and removed["template"] == 0
     clusters = c.table("clusters")
     assert clusters.num_rows == 20 and sum(clusters.column("kept").to_pylist()) == 10
     formats = {f["format"] for i in m["inputs"] for f in i["files"]}
@@ -36,6 +41,9 @@ def test_quickstart_runs_end_to_end(tmp_path) -> None:
     card = (c.resolve() / "README.md").read_text()
     assert card.startswith("---\nconfigs:") and "exact_dedup" in card
     df = c.load()
+    assert {"text", "prompt", "completion", "assistant_spans", "task_type", "lang", "quality"} <= set(df.columns)
+    assert (df["prompt"] + df["completion"] == df["text"]).all()
+    assert not df["text"].str.contains("@example.com").any()  # redacted
     assert df["id"].is_unique and set(df["source"]) == {
         f"sample_data/{n}"
         for n in ("alpaca.jsonl", "sharegpt.json", "openai.jsonl", "dolly.jsonl", "prompt_completion.csv")

@@ -234,7 +234,9 @@ def _explain(
     }
     for row in rows:
         if row["id"] in why:
-            row["note"] = f"{verb} {why[row['id']]['stage']}: {why[row['id']]['reason']}"
+            stage, reason = why[row["id"]]["stage"], why[row["id"]]["reason"]
+            said = reason if reason.startswith(f"{stage}:") else f"{stage}: {reason}"
+            row["note"] = f"{verb} {said}"
     return rows
 
 

@@ -52,9 +52,7 @@ def conversation_text(messages: pa.Array | pa.ChunkedArray, roles: Sequence[str]
     )
 
 
-def map_contents(
-    messages: pa.Array | pa.ChunkedArray, fn: Callable[[pa.Array, pa.Array], pa.Array]
-) -> pa.Array:
+def map_contents(messages: pa.Array | pa.ChunkedArray, fn: Callable[[pa.Array, pa.Array], pa.Array]) -> pa.Array:
     """A new messages array with ``content = fn(role, content)``, computed on all turns at once."""
     if isinstance(messages, pa.ChunkedArray):
         messages = messages.combine_chunks()
@@ -63,9 +61,7 @@ def map_contents(
     content = fn(role, pc.fill_null(flat.field("content"), ""))
     offsets = messages.offsets
     offsets = pc.subtract(offsets, offsets[0])  # a slice's offsets start where the slice does
-    return pa.ListArray.from_arrays(
-        offsets, pa.StructArray.from_arrays([role, content], names=["role", "content"])
-    )
+    return pa.ListArray.from_arrays(offsets, pa.StructArray.from_arrays([role, content], names=["role", "content"]))
 
 
 def normalize(text: pa.Array) -> pa.Array:

@@ -85,8 +85,7 @@ def test_csv_and_tsv(tmp_path: Path) -> None:
     _check_alpaca(ingest(path), str(path))
     tsv = tmp_path / "a.tsv"
     tsv.write_text(
-        "instruction\tinput\toutput\n"
-        + "".join(f"{r['instruction']}\t{r['input']}\t{r['output']}\n" for r in ALPACA)
+        "instruction\tinput\toutput\n" + "".join(f"{r['instruction']}\t{r['input']}\t{r['output']}\n" for r in ALPACA)
     )
     _check_alpaca(ingest(tsv), str(tsv))
 
@@ -126,9 +125,7 @@ def test_gzip_and_zstd(tmp_path: Path) -> None:
     assert src.describe()["files"][0]["compression"] == "zstd"
     csv_gz = tmp_path / "a.csv.gz"
     csv_gz.write_bytes(
-        gzip.compress(
-            b"instruction,input,output\nAdd the numbers.,2 and 3,5\nSay hi.,,hi\nName a color.,,Blue.\n"
-        )
+        gzip.compress(b"instruction,input,output\nAdd the numbers.,2 and 3,5\nSay hi.,,hi\nName a color.,,Blue.\n")
     )
     _check_alpaca(ingest(csv_gz), str(csv_gz))
 
@@ -205,9 +202,7 @@ def test_batch_size_invariance(tmp_path: Path) -> None:
     assert by_size[1000][0].column("source_index").to_pylist() == [0, 1, 2, 5, 6, 7]
 
 
-def test_describe_and_fingerprint(
-    tmp_path: Path, alpaca_file: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_describe_and_fingerprint(tmp_path: Path, alpaca_file: Path, caplog: pytest.LogCaptureFixture) -> None:
     import hashlib
 
     src = open_input(InputSpec(path=str(alpaca_file)))

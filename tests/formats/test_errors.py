@@ -46,9 +46,7 @@ GOOD = json.dumps(ALPACA[0])
 
 def test_malformed_json_line(tmp_path: Path) -> None:
     path = lines_file(tmp_path, GOOD, '{"instruction": "a", "output": }', "{broken", GOOD)
-    msg = raises(
-        path, r", line 2: invalid JSON \(Expecting value at column 32\); expected one JSON object per line"
-    )
+    msg = raises(path, r", line 2: invalid JSON \(Expecting value at column 32\); expected one JSON object per line")
     assert msg.startswith(f"{path}, line 2:")
     rej = rejected(path)
     assert rej.schema == schema.REJECTED_SCHEMA
@@ -58,9 +56,7 @@ def test_malformed_json_line(tmp_path: Path) -> None:
     assert got[0]["stage"] == "ingest" and got[0]["messages"] == []
     assert json.loads(got[0]["meta"]) == {"raw": '{"instruction": "a", "output": }'}
     assert got[0]["id"] != got[1]["id"]
-    assert got[0]["id"] == schema.row_id(
-        str(path), 1, [{"role": "raw", "content": '{"instruction": "a", "output": }'}]
-    )
+    assert got[0]["id"] == schema.row_id(str(path), 1, [{"role": "raw", "content": '{"instruction": "a", "output": }'}])
     kept = open_input(InputSpec(path=str(path), on_error="skip")).to_table()
     assert kept.column("source_index").to_pylist() == [0, 3]  # indexes never shift
 
@@ -111,9 +107,7 @@ def test_empty_conversation(tmp_path: Path) -> None:
     ],
 )
 def test_wrong_types_openai(tmp_path: Path, record: dict[str, Any], match: str | None) -> None:
-    path = lines_file(
-        tmp_path, json.dumps({"messages": [{"role": "user", "content": "ok"}]}), json.dumps(record)
-    )
+    path = lines_file(tmp_path, json.dumps({"messages": [{"role": "user", "content": "ok"}]}), json.dumps(record))
     if match is None:
         assert ingest(path).num_rows == 2
     else:

@@ -57,9 +57,7 @@ def roles(table: pa.Table) -> list[list[str]]:
 
 
 def test_every_data_file_is_covered() -> None:
-    found = {
-        p.relative_to(DATA).as_posix() for p in DATA.rglob("*") if p.is_file() and p.name != "PROVENANCE.md"
-    }
+    found = {p.relative_to(DATA).as_posix() for p in DATA.rglob("*") if p.is_file() and p.name != "PROVENANCE.md"}
     assert found == set(EXPECTED)
 
 

@@ -73,9 +73,7 @@ def test_config_round_trip() -> None:
 
 
 def test_unknown_parameter_names_valid_ones_and_a_hint() -> None:
-    with pytest.raises(
-        ConfigError, match=r"unknown parameter 'min_respons'.*did you mean 'min_response'.*valid"
-    ):
+    with pytest.raises(ConfigError, match=r"unknown parameter 'min_respons'.*did you mean 'min_response'.*valid"):
         LengthFilter.from_config({"min_respons": 2})
 
 
@@ -110,9 +108,7 @@ def test_a_filter_subclass_needs_only_reasons() -> None:
         name = "no_x"
 
         def reasons(self, batch: pa.Table) -> pa.Array:
-            return pa.array(
-                ["has x" if "x" in m[0]["content"] else None for m in batch["messages"].to_pylist()]
-            )
+            return pa.array(["has x" if "x" in m[0]["content"] else None for m in batch["messages"].to_pylist()])
 
     out = NoX().process(table([("x marks", "1"), ("fine", "2")]))
     assert out.kept.num_rows == 1

@@ -171,9 +171,7 @@ class LocalEngine:
                     executor = _pool(self.workers)
                 out_dir = work / f"p{number}"
                 out_dir.mkdir()
-                tasks = [
-                    _Task(i, src, out_dir / src.name, work, step, state_path) for i, src in enumerate(batches)
-                ]
+                tasks = [_Task(i, src, out_dir / src.name, work, step, state_path) for i, src in enumerate(batches)]
                 partials = []
                 for task, result in zip(tasks, self._map(executor, tasks, _describe(step))):
                     for s, path in sorted(result.rejected.items()):

@@ -207,9 +207,7 @@ def _messages_meta(extras: list[dict[str, Any]], meta: dict[str, Any]) -> None:
         meta["message_extras"] = extras
 
 
-def _openai_messages(
-    record: Mapping[str, Any], adapter: str
-) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+def _openai_messages(record: Mapping[str, Any], adapter: str) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     turns = _chat_list(record, "messages", adapter)
     messages: list[dict[str, str]] = []
     extras: list[dict[str, Any]] = []
@@ -306,9 +304,7 @@ class ShareGPTAdapter(Adapter):
                 raise RecordError(f"message {i} is {_type_name(turn)}", "an object with 'from' and 'value'")
             sender = turn.get("from", turn.get("role"))
             if not isinstance(sender, str) or sender not in _SHAREGPT_ROLES:  # unhashable otherwise
-                raise RecordError(
-                    f"message {i} has 'from' {sender!r}", f"one of {', '.join(_SHAREGPT_ROLES)}"
-                )
+                raise RecordError(f"message {i} has 'from' {sender!r}", f"one of {', '.join(_SHAREGPT_ROLES)}")
             value = turn.get("value", turn.get("content"))
             if not isinstance(value, str):
                 raise RecordError(f"message {i} value is {_type_name(value)}", "'value' to be a string")
@@ -335,9 +331,7 @@ def _history(record: Mapping[str, Any], adapter: str) -> list[dict[str, str]]:
     out = []
     for i, pair in enumerate(history):
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(s, str) for s in pair)):
-            raise RecordError(
-                f"'history' item {i} is not a [user, assistant] pair of strings", f"({adapter})"
-            )
+            raise RecordError(f"'history' item {i} is not a [user, assistant] pair of strings", f"({adapter})")
         out += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
     return out
 
@@ -402,9 +396,7 @@ class AlpacaAdapter(Adapter):
         several = len(instances) > 1
         for i, inst in enumerate(instances):
             if not isinstance(inst, dict):
-                raise RecordError(
-                    f"instance {i} is {_type_name(inst)}", "an object with 'input' and 'output'"
-                )
+                raise RecordError(f"instance {i} is {_type_name(inst)}", "an object with 'input' and 'output'")
             inp = _require_str(inst, "input", self.name, optional=True)
             output = _require_str(inst, "output", f"{self.name}, instance {i}")
             meta = _rest(record, used | {"instances"})
@@ -591,9 +583,7 @@ class ColumnsAdapter(Adapter):
             if src is None:
                 raise RecordError(f"the columns mapping has no {want!r}", f"{want!r} in columns (columns)")
             if src not in record:
-                raise RecordError(
-                    f"no {src!r} field (fields: {_fields(record)})", f"{src!r} as {want} (columns)"
-                )
+                raise RecordError(f"no {src!r} field (fields: {_fields(record)})", f"{src!r} as {want} (columns)")
         instruction = _require_str(record, cols["instruction"], self.name)
         response = _require_str(record, cols["response"], self.name)
         inp = _require_str(record, cols["input"], self.name, optional=True) if "input" in cols else ""
@@ -693,9 +683,7 @@ ADAPTERS: dict[str, Adapter] = _registry(
 )
 
 
-def detect_adapter(
-    fields: Sequence[str], header: Mapping[str, Any] | None = None
-) -> tuple[Adapter, str] | None:
+def detect_adapter(fields: Sequence[str], header: Mapping[str, Any] | None = None) -> tuple[Adapter, str] | None:
     """The first adapter (in `ADAPTERS` order) that recognises ``fields``, with its reason."""
     for adapter in ADAPTERS.values():
         reason = adapter.detect(fields, header)

@@ -97,8 +97,7 @@ def is_saved_dataset(path: str) -> bool:
     if is_url(path):
         return False
     return os.path.isfile(os.path.join(path, "dataset_dict.json")) or (
-        os.path.isfile(os.path.join(path, "state.json"))
-        and os.path.isfile(os.path.join(path, "dataset_info.json"))
+        os.path.isfile(os.path.join(path, "state.json")) and os.path.isfile(os.path.join(path, "dataset_info.json"))
     )
 
 
@@ -110,9 +109,7 @@ def resolve(path: str) -> list[FileRef]:
     if _has_magic(path):
         matches = sorted(p for p in globmod.glob(path, recursive=True) if os.path.isfile(p))
         if not matches:
-            raise InputError(
-                f"{path}: the glob matched no files; check the pattern and the working directory"
-            )
+            raise InputError(f"{path}: the glob matched no files; check the pattern and the working directory")
         return [FileRef(p, p, os.path.getsize(p)) for p in matches]
     if os.path.isdir(path):
         found = sorted(
@@ -120,9 +117,7 @@ def resolve(path: str) -> list[FileRef]:
             for root, dirs, files in os.walk(path)
             for f in files
             if _supported(f)
-            and not any(
-                part.startswith(".") for part in os.path.relpath(root, path).split(os.sep) if part != "."
-            )
+            and not any(part.startswith(".") for part in os.path.relpath(root, path).split(os.sep) if part != ".")
         )
         if not found:
             raise InputError(
@@ -234,9 +229,7 @@ class _Opened:
 _DECOMPRESS_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
-def _decompress_error(
-    ref: FileRef, compression: str | None, exc: BaseException, where: str = ""
-) -> InputError:
+def _decompress_error(ref: FileRef, compression: str | None, exc: BaseException, where: str = "") -> InputError:
     at = f", {where}" if where else ""
     return InputError(
         f"{ref.path}{at}: corrupt {compression or 'compressed'} data ({exc}); expected a complete, valid file"
@@ -497,9 +490,7 @@ class FileReader:
             lines = self._decoded_lines(f)
             peek = next(lines, None)
             if peek is None:
-                raise InputError(
-                    f"{self.ref.path}: empty input (no records); expected a header row and records"
-                )
+                raise InputError(f"{self.ref.path}: empty input (no records); expected a header row and records")
             delimiter = "\t" if name.endswith(".tsv") or ("\t" in peek and "," not in peek) else ","
 
             def chain() -> Iterator[str]:
@@ -524,8 +515,7 @@ class FileReader:
                     yield RawRecord(i, f"row {i}", dict(zip(header, row, strict=True)))
             except csv.Error as exc:
                 raise InputError(
-                    f"{self.ref.path}, line {reader.line_num}: invalid CSV ({exc}); "
-                    "expected CSV with a header row"
+                    f"{self.ref.path}, line {reader.line_num}: invalid CSV ({exc}); expected CSV with a header row"
                 ) from None
 
     def _decoded_lines(self, f: IO[bytes]) -> Iterator[str]:

@@ -137,9 +137,7 @@ class _FileUnit(_Unit):
 
 
 class _TableUnit(_Unit):
-    def __init__(
-        self, label: str, source: str, batches: Callable[[], Iterable[Any]], where: str = "row"
-    ) -> None:
+    def __init__(self, label: str, source: str, batches: Callable[[], Iterable[Any]], where: str = "row") -> None:
         self.label = label
         self.source = source
         self._batches = batches
@@ -382,9 +380,7 @@ def _check_options(format: str, columns: Mapping[str, str] | None, on_error: str
     if columns is not None and format == "auto":
         format = "columns"
     if format != "auto" and format not in ADAPTERS:
-        raise ConfigError(
-            f"format: {format!r} is not a record format; expected 'auto' or one of {', '.join(ADAPTERS)}"
-        )
+        raise ConfigError(f"format: {format!r} is not a record format; expected 'auto' or one of {', '.join(ADAPTERS)}")
     if format == "columns":
         from winnow.formats.adapters import ColumnsAdapter
 
@@ -392,9 +388,7 @@ def _check_options(format: str, columns: Mapping[str, str] | None, on_error: str
             raise ConfigError("format: columns needs columns: {instruction: FIELD, response: FIELD, ...}")
         unknown = sorted(set(columns) - set(ColumnsAdapter.ROLES))
         if unknown:
-            raise ConfigError(
-                f"columns: unknown key(s) {unknown}; expected some of {', '.join(ColumnsAdapter.ROLES)}"
-            )
+            raise ConfigError(f"columns: unknown key(s) {unknown}; expected some of {', '.join(ColumnsAdapter.ROLES)}")
     if on_error not in ON_ERROR:
         raise ConfigError(f"on_error: {on_error!r} is not valid; expected one of {', '.join(ON_ERROR)}")
     return format
@@ -406,9 +400,7 @@ def open_input(spec: InputSpec) -> InputSource:
     if (spec.path is None) == (spec.hf_dataset is None):
         raise ConfigError("an input needs exactly one of path: or hf_dataset:")
     if spec.file_type is not None and spec.file_type not in FILE_TYPES:
-        raise ConfigError(
-            f"file_type: {spec.file_type!r} is not valid; expected one of {', '.join(FILE_TYPES)}"
-        )
+        raise ConfigError(f"file_type: {spec.file_type!r} is not valid; expected one of {', '.join(FILE_TYPES)}")
     options: dict[str, Any] = {
         "format": fmt,
         "columns": spec.columns,
@@ -461,16 +453,12 @@ def _saved_source(spec: InputSpec, options: dict[str, Any]) -> InputSource:
     try:
         loaded = datasets.load_from_disk(spec.path)
     except Exception as exc:  # a damaged save_to_disk folder
-        raise InputError(
-            f"{spec.path}: cannot load the saved dataset ({type(exc).__name__}: {exc})"
-        ) from None
+        raise InputError(f"{spec.path}: cannot load the saved dataset ({type(exc).__name__}: {exc})") from None
     label = spec.path
     if isinstance(loaded, datasets.DatasetDict):
         split = spec.split or "train"
         if split not in loaded:
-            raise InputError(
-                f"{spec.path}: no split {split!r}; expected one of {', '.join(loaded)} (set split:)"
-            )
+            raise InputError(f"{spec.path}: no split {split!r}; expected one of {', '.join(loaded)} (set split:)")
         ds = loaded[split]
         label = f"{spec.path.rstrip('/')}/{split}"
     else:
@@ -551,8 +539,7 @@ def from_object(obj: Any, name: str | None = None, format: str = "auto") -> Inpu
 
         if isinstance(obj, datasets.DatasetDict):
             raise InputError(
-                f"a DatasetDict holds several splits ({', '.join(obj)}); "
-                "expected one Dataset, e.g. ds['train']"
+                f"a DatasetDict holds several splits ({', '.join(obj)}); expected one Dataset, e.g. ds['train']"
             )
         if not isinstance(obj, datasets.Dataset):
             raise InputError(f"cannot read a {type(obj).__name__}; expected a datasets.Dataset")
