@@ -38,7 +38,12 @@ def test_quickstart_runs_end_to_end(tmp_path) -> None:
     assert clusters.num_rows == 20 and sum(clusters.column("kept").to_pylist()) == 10
     formats = {f["format"] for i in m["inputs"] for f in i["files"]}
     assert formats == {"alpaca", "sharegpt", "openai", "dolly", "prompt_completion"}
+    assert "en" in m["languages"]
+    mix = m["mix"][0]
+    assert mix["stage"] == "balance" and float(mix["entropy_after"]) > float(mix["entropy_before"])
+    assert max(g["after"] for g in mix["groups"]) == 60  # cap: 60
     card = (c.resolve() / "README.md").read_text()
+    assert "\nlanguage:\n" in card and "\n- en\n" in card
     assert card.startswith("---\nconfigs:") and "exact_dedup" in card
     df = c.load()
     assert {"text", "prompt", "completion", "assistant_spans", "task_type", "lang", "quality"} <= set(df.columns)

@@ -295,11 +295,15 @@ class Pipeline:
                     schema.REJECTED_SCHEMA,
                 )
         table_shards = []
+        mixes = []
         for step, stage_name, table_name, path in out.tables:
             table = read_ipc(path)
             table_shards += draft.write_table(
                 table_name, f"{step:02d}-{stage_name}", [table], table.num_rows, table.schema
             )
+            if table_name == "mix":  # balance: the mix before and after, with its entropy, in words too
+                facts = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+                mixes.append({"step": step, "stage": stage_name, **facts, "groups": table.to_pylist()})
         counts = {
             s: sum(x["rows"] for x in shards if x["path"].startswith(f"data/{s}-")) for s in ("train", "validation")
         }
@@ -322,6 +326,8 @@ class Pipeline:
             "counts": counts,
             "schema": [{"name": f.name, "type": str(f.type)} for f in table_schema],
             "shards": {"data": shards, "rejected": rejected_shards, "tables": table_shards},
+            "languages": _languages(out.batches),
+            **({"mix": mixes} if mixes else {}),
             "winnow_version": __version__,
             "versions": _library_versions(),
         }
@@ -653,6 +659,17 @@ def _stats_from_dict(d: Mapping[str, Any]) -> StageStats:
         collections.Counter(d.get("reasons", {})),
         events=collections.Counter(d.get("events", {})),
     )
+
+
+def _languages(batches: list[Path], share: float = 0.01) -> list[str]:
+    """The languages of at least ``share`` of the kept rows (for the dataset card's header)."""
+    counts: collections.Counter[str] = collections.Counter()
+    for path in batches:
+        table = read_ipc(path)
+        if "lang" in table.column_names:
+            counts.update(v for v in table.column("lang").to_pylist() if v)
+    total = sum(counts.values())
+    return sorted(lang for lang, n in counts.items() if total and n / total >= share)
 
 
 def _library_versions() -> dict[str, str]:
