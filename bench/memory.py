@@ -172,9 +172,14 @@ def main() -> None:
         "--dir", type=Path, default=None, help="where to write the data and the corpus (default: a temp dir)"
     )
     ap.add_argument("--partial-rows", type=int, default=200_000, help="rows for the partial-size measurement (0: skip)")
+    ap.add_argument(
+        "--row-stages-only", action="store_true", help="length + quality only: no global stage, so no per-row state"
+    )
     args = ap.parse_args()
     sizes = [args.gb * 1e9] if args.gb else [m * 1e6 for m in (args.mb or [300])]
-    stages = [{"exact_dedup": {}}, {"length": {}}, {"quality": {}}]
+    stages = [{"length": {}}, {"quality": {}}]
+    if not args.row_stages_only:
+        stages.insert(0, {"exact_dedup": {}})
     workdir = Path(tempfile.mkdtemp(prefix="winnow-memory-", dir=args.dir))
     try:
         free = shutil.disk_usage(workdir).free
