@@ -5,8 +5,10 @@ Errors the user can fix print as one line and exit 1; ``--debug`` shows the trac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -627,7 +629,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         cli.main(args=args, prog_name="winnow", standalone_mode=False)
     except click.exceptions.Abort as e:
         # click turns Ctrl-C into Abort (after a blank line closing the terminal's ^C)
-        err.print("interrupted: nothing was written" if isinstance(e.__cause__, KeyboardInterrupt) else "aborted")
+        if isinstance(e.__cause__, KeyboardInterrupt):
+            _interrupted(args)
+        err.print("aborted")
         sys.exit(130)
     except click.ClickException as e:
         e.show()
@@ -638,8 +642,35 @@ def main(argv: Sequence[str] | None = None) -> None:
         err.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
+        _interrupted(args)
+
+
+def _interrupted(args: Sequence[str]) -> None:
+    """Say what Ctrl-C left behind, and leave at once.
+
+    Drafts and locks were released while the exception unwound. The interpreter's own exit
+    handlers are skipped: with a process pool whose workers were just ended, concurrent.futures'
+    handler can wait forever or print a traceback. What they would have done that still matters —
+    releasing the pool's named semaphores — is done here.
+    """
+    command = next((a for a in args if not a.startswith("-")), "")
+    if command == "train":
+        err.print("interrupted: the training run in --output is incomplete; rerun with --force to replace it")
+    else:
         err.print("interrupted: nothing was written")
-        sys.exit(130)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _release_semaphores()
+    os._exit(130)
+
+
+def _release_semaphores() -> None:
+    """Run multiprocessing's own clean-ups of priority ≥ 0: they unlink the pool's named
+    semaphores and tell its resource tracker (the joins it would also do can hang)."""
+    from multiprocessing import util
+
+    with contextlib.suppress(Exception):
+        util._run_finalizers(0)  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":
