@@ -187,3 +187,12 @@ def test_conservation_in_the_manifest(tmp_path, data) -> None:
     assert c["input"] == c["train"] + c["validation"] + c["rejected"] == 4
     assert [s["stage"] for s in m["stages"]] == ["ingest", "exact_dedup", "length"]
     assert m["stages"][1]["params"] == {"on": "conversation", "keep": "first", "normalize": True}
+
+
+def test_card_takes_the_license_of_a_saved_dataset(tmp_path) -> None:
+    ds = datasets.Dataset.from_pandas(pd.DataFrame(ROWS))
+    ds.info.license = "cc-by-sa-3.0"
+    ds.save_to_disk(str(tmp_path / "saved"))
+    r = wn.Pipeline(inputs=[str(tmp_path / "saved")], output=tmp_path / "c").run(progress=False)
+    card = (r.path / "README.md").read_text()
+    assert "\nlicense: cc-by-sa-3.0\n" in card

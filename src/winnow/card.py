@@ -33,6 +33,7 @@ def render_card(manifest: dict[str, Any], corpus_path: str | Path | None = None)
         for f in item.get("files") or [{}]
     ]
     languages = sorted({x for x in manifest.get("languages", []) if x})
+    licenses = sorted({f["license"] for i in manifest["inputs"] for f in i.get("files") or [] if f.get("license")})
     return (
         _environment()
         .get_template("dataset_card.md.jinja")
@@ -41,6 +42,7 @@ def render_card(manifest: dict[str, Any], corpus_path: str | Path | None = None)
             inputs=inputs,
             splits=["train", "validation"] if counts["validation"] else ["train"],
             languages=languages,
+            license=licenses[0] if len(licenses) == 1 else None,
             size_category=_size_category(total),
             config_yaml=yaml.safe_dump(manifest["config"], sort_keys=False, allow_unicode=True),
             corpus_path=str(corpus_path or manifest["config"].get("output") or "."),

@@ -137,14 +137,26 @@ class _FileUnit(_Unit):
 
 
 class _TableUnit(_Unit):
-    def __init__(self, label: str, source: str, batches: Callable[[], Iterable[Any]], where: str = "row") -> None:
+    def __init__(
+        self,
+        label: str,
+        source: str,
+        batches: Callable[[], Iterable[Any]],
+        where: str = "row",
+        license: str | None = None,
+    ) -> None:
         self.label = label
         self.source = source
         self._batches = batches
         self._where = where
+        self._license = license
 
     def records(self) -> Iterator[RawRecord]:
         return table_records(self._batches(), self._where)
+
+    def info(self) -> dict[str, Any]:
+        # a Hugging Face dataset may say its license: the dataset card of the corpus repeats it
+        return {"license": self._license} if self._license else {}
 
 
 class _ListUnit(_Unit):
@@ -479,7 +491,8 @@ def _saved_source(spec: InputSpec, options: dict[str, Any]) -> InputSource:
 
 
 def _dataset_unit(ds: Any, label: str, source: str) -> _Unit:
-    return _TableUnit(label, source, lambda: ds.with_format("arrow").iter(batch_size=_READ_ROWS))
+    license = getattr(getattr(ds, "info", None), "license", None) or None
+    return _TableUnit(label, source, lambda: ds.with_format("arrow").iter(batch_size=_READ_ROWS), license=license)
 
 
 def _hash_arrow(batches: Iterable[pa.RecordBatch | pa.Table], schema_: pa.Schema) -> str:
