@@ -341,7 +341,7 @@ class _ShardWriter:
             {
                 "path": self._path.relative_to(self.folder.parent).as_posix(),
                 "rows": self._in_shard,
-                "sha256": _sha256(self._path),
+                "sha256": sha256_file(self._path),
             }
         )
 
@@ -372,7 +372,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB chunks (shard checksums, export records)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import difflib
-import hashlib
 import json
 import logging
 import os
@@ -62,7 +61,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from winnow import __version__, schema
-from winnow.corpus import SPLITS, Corpus, parse_ref
+from winnow.corpus import SPLITS, Corpus, parse_ref, sha256_file
 from winnow.errors import ConfigError, InvariantError, MissingDependencyError
 
 log = logging.getLogger(__name__)
@@ -588,21 +587,13 @@ def _sink(out: Path, name: str, table_schema: pa.Schema | None) -> Iterator[_Jso
     sink.target.commit()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _file_entry(out: Path, name: str, rows: int | None = None) -> dict[str, Any]:
     path = out / name
     entry: dict[str, Any] = {"path": name}
     if rows is not None:
         entry["rows"] = rows
     if path.is_file():
-        entry["sha256"] = _sha256(path)
+        entry["sha256"] = sha256_file(path)
     return entry
 
 
