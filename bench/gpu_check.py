@@ -70,7 +70,7 @@ def main() -> None:
     import transformers
 
     import winnow as wn
-    from winnow.train import train
+    from winnow.training import train
 
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name(0) if cuda else "cpu"

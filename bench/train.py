@@ -34,14 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import winnow as wn  # noqa: E402
-from winnow.train import TrainResult, train  # noqa: E402
+from winnow.training import TrainResult, train  # noqa: E402
 
 
 def slots(result: TrainResult, packing: bool, max_len: int, batch_size: int, steps: int) -> float:
     """Trained tokens / computed positions over the micro-batches the run saw (same seed, order)."""
     from winnow.corpus import Corpus
-    from winnow.train import data as D
-    from winnow.train.model import template_for
+    from winnow.training import data as D
+    from winnow.training.model import template_for
 
     tokenizer = result.tokenizer
     table = Corpus(result.run["corpus"]["path"]).load(split="train", format="arrow")

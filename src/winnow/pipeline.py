@@ -38,7 +38,7 @@ from winnow.formats import InputSource, InputSpec, from_object, open_input
 from winnow.report import render_report
 from winnow.stages import base as stage_base
 from winnow.stages.base import Stage
-from winnow.train.config import TrainConfig
+from winnow.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ class Pipeline:
             ):
                 log.info("%s already holds a training run on this version", self.train.output)
                 return result
-        from winnow.train import train
+        from winnow.training import train
 
         config = dataclasses.replace(self.train, corpus=f"{result.corpus.path}@{result.version}", force=True)
         result.trained = train(config=config, progress=progress)
@@ -371,7 +371,7 @@ class RunResult:
         self._rejected = rejected
         self.kind = kind
         self._tables = tables
-        #: the training run of a pipeline with a ``train:`` section (a ``winnow.train.TrainResult``)
+        #: the training run of a pipeline with a ``train:`` section (a ``winnow.training.TrainResult``)
         self.trained: Any = None
 
     @property

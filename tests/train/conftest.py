@@ -61,8 +61,8 @@ def color_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def tiny_setup(corpus: Path, template: str = "chatml", max_len: int = 4096, vocab: int = 1024) -> tuple[Any, ...]:
     """(tokenizer, template, encoder, train table) as ``--model tiny`` builds them."""
-    from winnow.train import data as D
-    from winnow.train import model as M
+    from winnow.training import data as D
+    from winnow.training import model as M
 
     table = Corpus(corpus).load(split="train", format="arrow")
     base = M.template_for(template)

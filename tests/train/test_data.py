@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from winnow.chat_template import BUILTINS
-from winnow.train import data as D
-from winnow.train import model as M
+from winnow.training import data as D
+from winnow.training import model as M
 
 from .conftest import tiny_setup
 

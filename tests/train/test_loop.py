@@ -13,8 +13,8 @@ import torch
 
 from winnow.corpus import Corpus
 from winnow.errors import ConfigError, MissingDependencyError
-from winnow.train import TrainConfig, loop, train
-from winnow.train import data as D
+from winnow.training import TrainConfig, loop, train
+from winnow.training import data as D
 
 
 @pytest.fixture(scope="module")
@@ -153,5 +153,16 @@ def test_missing_torch_says_how_to_install(monkeypatch):
 
 
 def test_import_winnow_does_not_import_torch():
-    code = "import sys, winnow, winnow.train; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    code = (
+        "import sys, winnow; winnow.Pipeline, winnow.train, winnow.TrainConfig; "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_train_is_the_function_and_its_package_stays_importable():
+    code = (
+        "import winnow as wn, winnow.training.loop as loop; "
+        "assert wn.train is loop.train and callable(wn.train), wn.train"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from winnow.train import data as D
-from winnow.train import model as M
+from winnow.training import data as D
+from winnow.training import model as M
 
 from .conftest import tiny_setup
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from winnow import __version__
 from winnow.corpus import Corpus, parse_ref
 from winnow.errors import ConfigError, CorpusError, MissingDependencyError
-from winnow.train.config import TrainConfig
+from winnow.training.config import TrainConfig
 
 if TYPE_CHECKING:
     import torch
@@ -98,8 +98,8 @@ class _Run:
     def run(self) -> TrainResult:
         import torch
 
-        from winnow.train import data as D
-        from winnow.train import model as M
+        from winnow.training import data as D
+        from winnow.training import model as M
 
         cfg = self.config
         started = time.perf_counter()
@@ -297,7 +297,7 @@ class _Run:
     def _texts(self, template: Any, table: Any) -> Iterator[str]:
         """Rendered train rows, to train the tiny tokenizer on."""
         from winnow.chat_template import ChatTemplateError
-        from winnow.train.data import prepare_messages
+        from winnow.training.data import prepare_messages
 
         metas = table.column("meta").to_pylist() if "meta" in table.column_names else [None] * table.num_rows
         for messages, meta in zip(table.column("messages").to_pylist(), metas):
@@ -385,7 +385,7 @@ def _evaluate(
     """Mean loss per trained token over the validation rows (unpacked, length-sorted batches)."""
     import torch
 
-    from winnow.train.data import collate
+    from winnow.training.data import collate
 
     ordered = sorted(examples, key=len)
     total = 0.0

@@ -23,7 +23,7 @@ import torch
 
 from winnow.chat_template import BUILTINS, ChatTemplate
 from winnow.errors import ConfigError, WinnowError
-from winnow.train.data import Example, collate
+from winnow.training.data import Example, collate
 
 log = logging.getLogger(__name__)
 

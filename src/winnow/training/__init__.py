@@ -3,7 +3,7 @@
 Importing this package does not import torch; :func:`train` does, and says how to install it.
 """
 
-from winnow.train.config import TrainConfig
-from winnow.train.loop import TrainResult, train
+from winnow.training.config import TrainConfig
+from winnow.training.loop import TrainResult, train
 
 __all__ = ["TrainConfig", "TrainResult", "train"]

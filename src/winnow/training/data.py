@@ -4,7 +4,7 @@ A row is rendered with a :class:`~winnow.chat_template.ChatTemplate` and tokeniz
 fast tokenizer's offset mapping; a token is trained when its characters overlap an assistant
 span (``render_spans``: each assistant turn's content and the end-of-turn marker after it).
 Labels are ``-100`` elsewhere and are *not* shifted: Hugging Face causal LMs (and
-:func:`winnow.train.loop.token_loss`) shift them, so ``labels[i]`` is the target of position
+:func:`winnow.training.loop.token_loss`) shift them, so ``labels[i]`` is the target of position
 ``i - 1``.
 
 Exactly one BOS: when the rendered text already starts with the tokenizer's BOS (templates with
@@ -233,7 +233,7 @@ def collate(
     bin is a row, and padding at its end is one more segment of its own, with labels -100.
     Call the model with ``use_cache=False``: transformers looks for packed rows only when there is
     no KV cache, and ``use_cache`` defaults to True in a model's config.
-    :func:`winnow.train.model.check_packing` proves on the live model that nothing leaks.
+    :func:`winnow.training.model.check_packing` proves on the live model that nothing leaks.
     """
     if not packed:
         examples: list[Example] = list(units)  # type: ignore[arg-type]
