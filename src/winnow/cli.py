@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -523,8 +524,8 @@ def train(
       winnow train corpus/quickstart@v1 --model models/my-llama --output runs/ft --epochs 2 --packing
     """
     from winnow.errors import ConfigError
-    from winnow.train import TrainConfig
-    from winnow.train import train as run_training
+    from winnow.training import TrainConfig
+    from winnow.training import train as run_training
 
     if epochs is not None and steps is not None:
         raise ConfigError("give --epochs or --steps, not both")
@@ -625,8 +626,12 @@ def _first_line(doc: str | None) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    _watch_ctrl_c()
     try:
         cli.main(args=args, prog_name="winnow", standalone_mode=False)
+        # the command has done its work and said so: a Ctrl-C while the interpreter exits would
+        # only turn a success into exit status 130
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     except click.exceptions.Abort as e:
         # click turns Ctrl-C into Abort (after a blank line closing the terminal's ^C)
         if isinstance(e.__cause__, KeyboardInterrupt):
@@ -639,10 +644,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     except WinnowError as e:
         if debug:
             raise
+        if _ctrl_c_seen:
+            _interrupted(args)
         err.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         _interrupted(args)
+    except Exception:
+        if _ctrl_c_seen and not debug:
+            _interrupted(args)
+        raise
+
+
+#: set by the SIGINT handler: once Ctrl-C was pressed, whatever error ends the command is its
+#: consequence (a KeyboardInterrupt inside a C extension's import can surface as an ImportError)
+_ctrl_c_seen = False
+
+
+def _watch_ctrl_c() -> None:
+    def on_sigint(signum: int, frame: Any) -> None:
+        global _ctrl_c_seen
+        _ctrl_c_seen = True
+        signal.default_int_handler(signum, frame)
+
+    with contextlib.suppress(ValueError):  # not the main thread (an embedding): Python's handler stays
+        signal.signal(signal.SIGINT, on_sigint)
 
 
 def _interrupted(args: Sequence[str]) -> None:
@@ -653,9 +679,16 @@ def _interrupted(args: Sequence[str]) -> None:
     handler can wait forever or print a traceback. What they would have done that still matters —
     releasing the pool's named semaphores — is done here.
     """
+    from winnow.corpus import published_here
+
     command = next((a for a in args if not a.startswith("-")), "")
-    if command == "train":
-        err.print("interrupted: the training run in --output is incomplete; rerun with --force to replace it")
+    written = published_here()
+    if written:  # e.g. a pipeline's `train:` step, after its version was published
+        err.print(f"interrupted after writing {escape(str(written[-1]))} (complete)", soft_wrap=True)
+    elif command == "train":
+        err.print(
+            "interrupted: the training run in --output is incomplete; rerun with --force to replace it", soft_wrap=True
+        )
     else:
         err.print("interrupted: nothing was written")
     sys.stdout.flush()

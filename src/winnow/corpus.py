@@ -34,6 +34,7 @@ from filelock import FileLock
 
 from winnow import schema
 from winnow.errors import CorpusError
+from winnow.interrupts import sigint_deferred
 
 MANIFEST = "manifest.json"
 LATEST = "latest"
@@ -43,6 +44,16 @@ SPLITS = ("train", "validation")
 
 Format = Literal["pandas", "arrow", "datasets"]
 _VERSION = re.compile(r"^v(\d+)$")
+
+
+#: versions this process has published, oldest first (see `published_here`)
+_committed: list[Path] = []
+
+
+def published_here() -> list[Path]:
+    """The version folders this process has published: what a Ctrl-C message can truthfully
+    say was written."""
+    return list(_committed)
 
 
 def parse_ref(ref: str) -> tuple[Path, str]:
@@ -271,8 +282,10 @@ class Draft:
             (self.folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
             for filename, render in (documents or {}).items():
                 (self.folder / filename).write_text(render(self.folder, manifest), encoding="utf-8")
-            os.rename(self.folder, corpus.path / name)
-            _point_latest(corpus.path, name)
+            with sigint_deferred():  # a version is published with its `latest` pointer, or not at all
+                os.rename(self.folder, corpus.path / name)
+                _point_latest(corpus.path, name)
+                _committed.append(corpus.path / name)
         return name
 
 

@@ -40,5 +40,9 @@ class MissingDependencyError(WinnowError, ImportError):
         super().__init__(f"{package} is needed{why}: pip install {target}")
 
 
+class WorkerError(WinnowError):
+    """A worker process died under a run (killed, out of memory, a crash in native code)."""
+
+
 class InvariantError(WinnowError, AssertionError):
     """An internal promise was broken (rows lost, ids changed): always a bug, please report it."""

@@ -233,3 +233,34 @@ def test_write_side_check_catches_a_mismatch(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(InvariantError, match="do not add up"):
         wn.Pipeline(stages=[_Leaky()]).run(rows, output=out, progress=False, workers=1)
     assert Corpus(out).versions() == []
+
+
+def test_a_worker_that_dies_is_one_clear_line(tmp_path: Path) -> None:
+    """A worker killed under a run (as the OOM killer does): exit 1, one line, no version."""
+    src = make_jsonl(tmp_path / "in.jsonl", 40)
+    out = tmp_path / "corpus"
+    pipeline = write_pipeline(tmp_path / "p.yaml", [src], out, stages=[{"killed_worker_test_stage": {}}])
+    script = tmp_path / "run.py"  # workers import this script: the stage class lives here
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, signal
+            from winnow.stages import Mapper, register
+
+            @register
+            class KilledWorker(Mapper):
+                name = "killed_worker_test_stage"
+                def transform(self, batch):
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            if __name__ == "__main__":
+                from winnow.cli import main
+                main(["run", {str(pipeline)!r}, "--workers", "2", "--batch-size", "5", "--no-progress"])
+            """
+        )
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env(), timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: a worker process died during killed_worker_test_stage")
+    assert Corpus(out).versions() == []

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from winnow import schema
-from winnow.errors import InvariantError
+from winnow.errors import InvariantError, WorkerError
+from winnow.interrupts import sigint_deferred
 from winnow.stages.base import GlobalStage, Rescan, RowStage, Stage, unwrap
 
 log = logging.getLogger(__name__)
@@ -196,10 +198,12 @@ class LocalEngine:
                         path = work / "tables" / f"{s:02d}-{stage.name}-{name}.arrow"
                         write_ipc(table, path)
                         tables.append((s, stage.name, name, path))
-        except BaseException:
+        except BaseException as e:
             if executor is not None:
                 _stop(executor)
                 executor = None
+            if isinstance(e, BrokenProcessPool):
+                raise WorkerError(_worker_died(_describe(step))) from e
             raise
         finally:
             if executor is not None:
@@ -254,7 +258,9 @@ class LocalEngine:
     def _map(self, executor: Executor | None, tasks: list[_Task], what: str) -> Iterator[_TaskResult]:
         bar = _bar(self.progress and bool(tasks), what, total=len(tasks), unit=" batches")
         if executor is not None:
-            with _sigint_deferred():  # map() submits every task now, starting the workers
+            # map() submits every task now, starting the workers: a worker whose start is cut short
+            # is not yet known to the pool, so `_stop` could not end it
+            with sigint_deferred():
                 results: Iterator[_TaskResult] = executor.map(_run_task, tasks)
         else:
             results = map(_run_task, tasks)
@@ -381,6 +387,15 @@ def _describe(step: _Pass) -> str:
     return " → ".join(names)
 
 
+def _worker_died(what: str) -> str:
+    """What to say when a worker process vanished, with the causes a user can act on."""
+    return (
+        f"a worker process died during {what}; nothing was written. If memory ran out, use fewer workers "
+        "or smaller batches; a Python script must start the run under `if __name__ == '__main__':` "
+        "(workers import it)"
+    )
+
+
 def _init_worker(parent: Any) -> None:
     # Ctrl-C goes to the whole process group; the parent decides, the workers must not print
     # a traceback each.
@@ -410,40 +425,36 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 def _start_forkserver() -> None:
     """Start the fork server with SIGINT ignored: the disposition survives its ``exec``, so a
     Ctrl-C while it imports the preloaded modules cannot print a traceback from it (it ignores
-    SIGINT only once its imports are done); its workers inherit it too."""
+    SIGINT only once its imports are done); its workers inherit it too. A Ctrl-C meant for this
+    process in that moment is held back (blocked, so not discarded) and delivered after."""
     from multiprocessing import forkserver
 
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread: no Ctrl-C to guard against here
-        return
-    try:
+    if threading.current_thread() is not threading.main_thread():  # no Ctrl-C to guard against
         forkserver.ensure_running()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C back while the pool starts workers: a worker whose start is cut short is
-    not yet known to the pool, so `_stop` could not end it, and it would die printing a
-    traceback once the parent is gone. The signal is delivered when the block ends."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    with sigint_deferred():
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            forkserver.ensure_running()
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _stop(executor: Executor) -> None:
-    """Stop at once: cancel queued batches and end the workers."""
+    """Stop at once: cancel queued batches, end the workers, and give the pool's manager thread
+    a moment to close its queues. It unlinks their named semaphores as it goes; a process that
+    exits in the middle of that leaves the resource tracker warning of a leaked semaphore."""
     processes = list(getattr(executor, "_processes", {}).values())
+    manager = getattr(executor, "_executor_manager_thread", None)
     executor.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()
+    if manager is not None:
+        manager.join(timeout=_STOP_GRACE)
+
+
+#: seconds `_stop` waits for the pool to wind down (it takes milliseconds once the workers are gone)
+_STOP_GRACE = 1.0
 
 
 def _bar(enabled: bool, desc: str, **kwargs: Any) -> Any:
