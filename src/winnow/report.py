@@ -3,7 +3,9 @@
 Charts are drawn with matplotlib and inlined as SVG (text as paths, so no font is needed to
 read them). Everything is computed from the version folder itself: the kept rows in ``data/``,
 the removed rows in ``rejected/``, the stage tables (e.g. dedup ``clusters/``) and the manifest.
-For large corpora the histograms read at most ``SAMPLE_ROWS`` rows per side and say so.
+The rows are read one batch at a time and only the columns the charts need, so a report costs
+the same memory for any corpus size; counts are exact, and the length histograms use the first
+``LENGTH_ROWS`` rows of each side (and say so).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +25,31 @@ import pyarrow.parquet as pq
 
 from winnow import text
 
-SAMPLE_ROWS = 100_000
+#: rows per side whose lengths feed the histograms (4 bytes a row and role)
+LENGTH_ROWS = 1_000_000
 SAMPLES_PER_STAGE = 3
 _COLORS = {"before": "#9aa7b8", "after": "#2f6f9f", "removed": "#c8553d"}
+_BATCH_ROWS = 10_000
+_ROLES = ("user", "assistant")
 
 
 def render_report(folder: Path, manifest: dict[str, Any]) -> str:
     """The HTML report of the version being written in ``folder``."""
-    kept = _read(sorted((folder / "data").glob("*.parquet")))
-    removed = _read(sorted((folder / "rejected").glob("*.parquet")))
-    before = pa.concat_tables([_canonical(kept), _canonical(removed)], promote_options="default")
+    kept = _tally(sorted((folder / "data").glob("*.parquet")), want_samples=False)
+    removed = _tally(sorted((folder / "rejected").glob("*.parquet")), want_samples=True)
+    before = kept.plus(removed)
     charts = [
         ("Rows through the stages", _funnel_chart(manifest["stages"])),
         *[(title, svg) for title, svg in _mix_charts(before, kept)],
         ("Lengths (characters)", _length_chart(before, kept)),
     ]
-    clusters = _read(sorted((folder / "clusters").glob("*.parquet")))
-    if clusters.num_rows:
+    clusters = _cluster_sizes(sorted((folder / "clusters").glob("*.parquet")))
+    if clusters:
         charts.append(("Duplicate clusters", _cluster_chart(clusters)))
     for mix in sorted((folder / "mix").glob("*.parquet")):
         charts.append(_balance_chart(pq.read_table(mix)))
-    if "root_verb" in kept.column_names:
-        charts.append(("Instructions by root verb and its object (top 20 verbs)", _verb_noun_chart(kept)))
+    if kept.verb_nouns:
+        charts.append(("Instructions by root verb and its object (top 20 verbs)", _verb_noun_chart(kept.verb_nouns)))
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("winnow", "templates"),
         autoescape=True,  # row text is data, never markup
@@ -52,8 +58,8 @@ def render_report(folder: Path, manifest: dict[str, Any]) -> str:
     return env.get_template("report.html.jinja").render(
         m=manifest,
         charts=[(title, svg) for title, svg in charts if svg],
-        samples=_removed_samples(removed),
-        sampled=max(before.num_rows, kept.num_rows) >= SAMPLE_ROWS,
+        samples=removed.samples,
+        length_rows=LENGTH_ROWS if max(before.rows, kept.rows) > LENGTH_ROWS else None,
         config=json.dumps(manifest["config"], indent=2, ensure_ascii=False),
     )
 
@@ -61,57 +67,94 @@ def render_report(folder: Path, manifest: dict[str, Any]) -> str:
 # -- data --------------------------------------------------------------------------------------
 
 
-def _read(files: list[Path]) -> pa.Table:
-    """Up to SAMPLE_ROWS rows from the files, in order (row groups are read until enough)."""
-    tables, rows = [], 0
+@dataclass
+class _Tally:
+    """What the charts need from one side of a run (kept or removed rows)."""
+
+    rows: int = 0
+    counts: dict[str, Counter[str]] = field(default_factory=lambda: {"task_type": Counter(), "lang": Counter()})
+    #: per role, the lengths of the first LENGTH_ROWS rows, in batches
+    lengths: dict[str, list[np.ndarray]] = field(default_factory=lambda: {r: [] for r in _ROLES})
+    verb_nouns: Counter[tuple[str, str | None]] = field(default_factory=Counter)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def plus(self, other: _Tally) -> _Tally:
+        return _Tally(
+            self.rows + other.rows,
+            {c: self.counts[c] + other.counts[c] for c in self.counts},
+            {r: self.lengths[r] + other.lengths[r] for r in _ROLES},
+        )
+
+    def length(self, role: str) -> np.ndarray:
+        return np.concatenate(self.lengths[role]) if self.lengths[role] else np.zeros(0, np.int32)
+
+
+_COLUMNS = ("messages", "task_type", "lang", "root_verb", "root_noun", "stage", "reason", "source", "source_index")
+
+
+def _tally(files: list[Path], want_samples: bool) -> _Tally:
+    """One pass over ``files``, a batch of rows and only the needed columns at a time."""
+    tally = _Tally()
+    samples: dict[str, list[dict[str, Any]]] = {}
     for f in files:
         pf = pq.ParquetFile(f)
-        for group in range(pf.num_row_groups):
-            t = pf.read_row_group(group)
-            tables.append(t)
-            rows += t.num_rows
-            if rows >= SAMPLE_ROWS:
-                return pa.concat_tables(tables, promote_options="default").slice(0, SAMPLE_ROWS)
-    return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
+        columns = [c for c in _COLUMNS if c in pf.schema_arrow.names]
+        for batch in pf.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+            names = batch.schema.names
+            for column, counter in tally.counts.items():
+                if column in names:
+                    counter.update(_value_counts(batch.column(column)))
+            if tally.rows < LENGTH_ROWS and "messages" in names:
+                head = batch.column("messages").slice(0, LENGTH_ROWS - tally.rows)
+                for role in _ROLES:
+                    tally.lengths[role].append(
+                        pc.utf8_length(text.role_text(head, [role])).to_numpy(zero_copy_only=False).astype(np.int32)
+                    )
+            if "root_verb" in names and "root_noun" in names:
+                verbs, nouns = batch.column("root_verb").to_pylist(), batch.column("root_noun").to_pylist()
+                tally.verb_nouns.update((v, n) for v, n in zip(verbs, nouns) if v)
+            if want_samples and "stage" in names:
+                _removed_samples(batch, samples)
+            tally.rows += batch.num_rows
+    tally.samples = [r for rows in samples.values() for r in rows]
+    return tally
 
 
-def _canonical(t: pa.Table) -> pa.Table:
-    keep = [c for c in ("id", "messages", "task_type", "lang") if c in t.column_names]
-    return t.select(keep)
-
-
-def _column_counts(t: pa.Table, column: str) -> Counter[str]:
-    if column not in t.column_names or t.num_rows == 0:
-        return Counter()
-    values = pc.fill_null(t.column(column).cast(pa.string()), "(none)")
+def _value_counts(values: pa.Array) -> Counter[str]:
+    values = pc.fill_null(values.cast(pa.string()), "(none)")
     return Counter({r["values"]: r["counts"] for r in pc.value_counts(values).to_pylist()})
 
 
-def _lengths(t: pa.Table, role: str) -> np.ndarray:
-    if t.num_rows == 0 or "messages" not in t.column_names:
-        return np.zeros(0)
-    return pc.utf8_length(text.role_text(t.column("messages"), [role])).to_numpy(zero_copy_only=False)
-
-
-def _removed_samples(removed: pa.Table) -> list[dict[str, Any]]:
-    """A few removed rows per stage (the first ones, in source order), with their reasons."""
-    if removed.num_rows == 0:
-        return []
-    out = []
-    for stage in dict.fromkeys(removed.column("stage").to_pylist()):
-        rows = removed.filter(pc.equal(removed.column("stage"), stage)).slice(0, SAMPLES_PER_STAGE)
-        for r in rows.to_pylist():
-            turns = r["messages"] or []
-            out.append(
+def _removed_samples(batch: pa.RecordBatch, samples: dict[str, list[dict[str, Any]]]) -> None:
+    """Add the batch's first removed rows of each stage (source order) to ``samples``, up to
+    SAMPLES_PER_STAGE per stage."""
+    stages = batch.column("stage")
+    for stage in pc.unique(stages).to_pylist():
+        taken = samples.setdefault(stage, [])
+        need = SAMPLES_PER_STAGE - len(taken)
+        if need <= 0:
+            continue
+        rows = batch.filter(pc.equal(stages, stage)).slice(0, need).to_pylist()
+        for r in rows:
+            turns = r.get("messages") or []
+            taken.append(
                 {
                     "stage": stage,
-                    "reason": r["reason"],
-                    "source": f"{r['source']}#{r['source_index']}",
-                    "instruction": _clip(" ".join(m["content"] for m in turns if m["role"] == "user")),
-                    "response": _clip(" ".join(m["content"] for m in turns if m["role"] == "assistant")),
+                    "reason": r.get("reason"),
+                    "source": f"{r.get('source')}#{r.get('source_index')}",
+                    "instruction": _clip(" ".join(m["content"] or "" for m in turns if m["role"] == "user")),
+                    "response": _clip(" ".join(m["content"] or "" for m in turns if m["role"] == "assistant")),
                 }
             )
-    return out
+
+
+def _cluster_sizes(files: list[Path]) -> Counter[int]:
+    """How many duplicate clusters have each size (a cluster's rows share its ``cluster`` id)."""
+    if not files:
+        return Counter()
+    ids = pa.concat_arrays([c for f in files for c in pq.read_table(f, columns=["cluster"]).column(0).chunks])
+    sizes, clusters = np.unique(pc.value_counts(ids).field("counts").to_numpy(), return_counts=True)
+    return Counter(dict(zip(sizes.tolist(), clusters.tolist())))
 
 
 def _clip(s: str, n: int = 300) -> str:
@@ -120,6 +163,13 @@ def _clip(s: str, n: int = 300) -> str:
 
 
 # -- charts ------------------------------------------------------------------------------------
+
+
+def _label(value: Any, n: int = 40) -> str:
+    """A value from the data as a chart label: one line, no control characters (no font has a
+    glyph for them), clipped."""
+    text = "".join(c if c.isprintable() else " " for c in str(value))
+    return _clip(text, n)
 
 
 def _svg(fig: Any) -> str:
@@ -159,10 +209,10 @@ def _funnel_chart(stages: list[dict[str, Any]]) -> str:
     return _svg(fig)
 
 
-def _mix_charts(before: pa.Table, after: pa.Table) -> list[tuple[str, str]]:
+def _mix_charts(before: _Tally, after: _Tally) -> list[tuple[str, str]]:
     charts = []
     for column, title in (("task_type", "Task types, before and after"), ("lang", "Languages, before and after")):
-        b, a = _column_counts(before, column), _column_counts(after, column)
+        b, a = before.counts[column], after.counts[column]
         if set(b) <= {"(none)"}:
             continue  # nothing tagged this column yet
         keys = [k for k, _ in (b + a).most_common(20)]
@@ -170,19 +220,19 @@ def _mix_charts(before: pa.Table, after: pa.Table) -> list[tuple[str, str]]:
         y = np.arange(len(keys))[::-1]
         ax.barh(y + 0.2, [b[k] for k in keys], height=0.4, color=_COLORS["before"], label="before")
         ax.barh(y - 0.2, [a[k] for k in keys], height=0.4, color=_COLORS["after"], label="after")
-        ax.set_yticks(y, keys)
+        ax.set_yticks(y, [_label(k) for k in keys])
         ax.set_xlabel("rows")
         ax.legend(loc="lower right", frameon=False)
         charts.append((title, _svg(fig)))
     return charts
 
 
-def _length_chart(before: pa.Table, after: pa.Table) -> str:
+def _length_chart(before: _Tally, after: _Tally) -> str:
     fig, axes = _figure(8, 2.6)
     axes.remove()
     for i, (role, label) in enumerate((("user", "instructions"), ("assistant", "responses"))):
         ax = fig.add_subplot(1, 2, i + 1)
-        lb, la = _lengths(before, role), _lengths(after, role)
+        lb, la = before.length(role), after.length(role)
         top = max(float(np.percentile(lb, 99)) if len(lb) else 1.0, 10.0)
         bins = np.linspace(0, top, 40)
         ax.hist(np.clip(lb, 0, top), bins=bins, color=_COLORS["before"], label="before")
@@ -204,7 +254,7 @@ def _balance_chart(mix: pa.Table) -> tuple[str, str]:
     y = np.arange(len(rows))[::-1]
     ax.barh(y + 0.2, [r["before"] for r in rows], height=0.4, color=_COLORS["before"], label="before")
     ax.barh(y - 0.2, [r["after"] for r in rows], height=0.4, color=_COLORS["after"], label="after")
-    ax.set_yticks(y, [str(r["group"]) for r in rows])
+    ax.set_yticks(y, [_label(r["group"]) for r in rows])
     ax.set_xlabel("rows")
     ax.legend(loc="lower right", frameon=False)
     entropy = ""
@@ -221,11 +271,8 @@ def _meta_number(meta: dict[str, str], key: str) -> float | None:
         return None
 
 
-def _verb_noun_chart(kept: pa.Table) -> str:
+def _verb_noun_chart(pairs: Counter[tuple[str, str | None]]) -> str:
     """The self-instruct view: the most common root verbs, each split by its top objects."""
-    pairs = Counter(
-        (v, n) for v, n in zip(kept.column("root_verb").to_pylist(), kept.column("root_noun").to_pylist()) if v
-    )
     verbs: Counter[str] = Counter()
     for (v, _), c in pairs.items():
         verbs[v] += c
@@ -241,7 +288,7 @@ def _verb_noun_chart(kept: pa.Table) -> str:
         for v in top:
             nouns = sorted(((c, n) for (vv, n), c in pairs.items() if vv == v and n), reverse=True)
             widths.append(nouns[slot][0] if slot < len(nouns) else 0)
-            labels.append(nouns[slot][1] if slot < len(nouns) else "")
+            labels.append(_label(nouns[slot][1]) if slot < len(nouns) else "")
         ax.barh(y, widths, left=left, color=palette(slot), height=0.7)
         for yi, x, w, label in zip(y, left, widths, labels):
             if w and label:
@@ -249,13 +296,12 @@ def _verb_noun_chart(kept: pa.Table) -> str:
         left += widths
     rest = np.array([verbs[v] for v in top]) - left
     ax.barh(y, rest, left=left, color=_COLORS["before"], height=0.7)
-    ax.set_yticks(y, top)
+    ax.set_yticks(y, [_label(v) for v in top])
     ax.set_xlabel("instructions (coloured: the verb's four most common objects; grey: the rest)")
     return _svg(fig)
 
 
-def _cluster_chart(clusters: pa.Table) -> str:
-    sizes = Counter(Counter(clusters.column("cluster").to_pylist()).values())
+def _cluster_chart(sizes: Counter[int]) -> str:
     keys = sorted(sizes)
     fig, ax = _figure(min(7, 1.2 + 0.35 * len(keys)), 2.4)
     ax.bar([str(k) for k in keys], [sizes[k] for k in keys], color=_COLORS["after"], width=0.6)
