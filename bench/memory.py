@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -153,13 +154,39 @@ def partial_sizes(rows: int) -> None:
         stage.setup()
         partials = [stage.summarize(table.slice(i, 10_000)) for i in range(0, rows, 10_000)]
         size = sum(len(pickle.dumps(p, protocol=pickle.HIGHEST_PROTOCOL)) for p in partials)
-        combined = stage.combine(partials)
+        with _peak_rss() as peak:
+            combined = stage.combine(partials)
         state = getattr(combined, "state", combined)
         state_size = len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
         print(
             f"  {stage.name:14s} partials {size / rows:7.1f} B/row ({size / rows:.0f} MB per million rows), "
-            f"state {state_size / rows:7.1f} B/row"
+            f"combine adds {peak.grew / rows:7.1f} B/row at its peak, state {state_size / rows:7.1f} B/row"
         )
+
+
+@contextlib.contextmanager
+def _peak_rss(every: float = 0.002) -> Any:
+    """How far this process's RSS rose above where it started, sampled while the block runs."""
+    import threading
+    from types import SimpleNamespace
+
+    me = psutil.Process()
+    start = me.memory_info().rss
+    result = SimpleNamespace(grew=0)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(every):
+            result.grew = max(result.grew, me.memory_info().rss - start)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        thread.join()
+        result.grew = max(result.grew, me.memory_info().rss - start)
 
 
 def main() -> None:
