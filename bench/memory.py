@@ -133,6 +133,9 @@ def partial_sizes(rows: int) -> None:
     from winnow.stages import from_config
 
     rng = random.Random(1)
+    # distinct texts over a 20,000-word vocabulary, as unrelated real rows are: with the 30 words
+    # of `generate`, MinHash would find ~20 candidate pairs per row, each costing ~60 B in combine
+    vocabulary = [f"{w}{n}" for n in range(700) for w in WORDS]
     records = [
         {
             "id": f"{i:016x}",
@@ -140,8 +143,8 @@ def partial_sizes(rows: int) -> None:
             "source_index": i,
             "meta": "{}",
             "messages": [
-                {"role": "user", "content": " ".join(rng.choices(WORDS, k=8)) + f" {i}"},
-                {"role": "assistant", "content": " ".join(rng.choices(WORDS, k=40))},
+                {"role": "user", "content": " ".join(rng.choices(vocabulary, k=8)) + f" {i}"},
+                {"role": "assistant", "content": " ".join(rng.choices(vocabulary, k=40))},
             ],
         }
         for i in range(rows)
