@@ -78,3 +78,31 @@ def test_report_renders_in_a_headless_browser(quickstart_version) -> None:
     problems = ("CONSOLE", "Uncaught", "net::ERR")
     console = [line for line in dom.stderr.splitlines() if any(p in line for p in problems)]
     assert console == [], console
+
+
+def test_counts_cover_every_row_and_samples_follow_each_stage(tmp_path, monkeypatch) -> None:
+    """The report reads the version in batches: counts are exact however many batches and files
+    there are; only the length histograms stop at LENGTH_ROWS, and the report says so."""
+    from winnow import report
+
+    data = tmp_path / "d.jsonl"
+    rows = [{"instruction": f"Question {i}?", "output": "" if i % 5 == 0 else f"Answer {i}."} for i in range(60)]
+    rows += [rows[1]] * 4  # four exact duplicates
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stages = [wn.stages.ExactDedup(), wn.stages.LengthFilter(), wn.stages.TaskTypeTagger()]
+    out = wn.Pipeline(inputs=[str(data)], stages=stages, output=tmp_path / "c").run(progress=False).path
+    manifest = json.loads((out / "manifest.json").read_text())
+    monkeypatch.setattr(report, "_BATCH_ROWS", 7)
+    monkeypatch.setattr(report, "LENGTH_ROWS", 20)
+    kept = report._tally(sorted((out / "data").glob("*.parquet")), want_samples=False)
+    removed = report._tally(sorted((out / "rejected").glob("*.parquet")), want_samples=True)
+    assert (kept.rows, removed.rows) == (48, 16)
+    assert sum(kept.counts["task_type"].values()) == 48
+    assert sum(kept.plus(removed).counts["task_type"].values()) == 64
+    assert len(kept.length("user")) == 20
+    assert [(s["stage"], s["source"].split("#")[1]) for s in removed.samples] == [
+        ("exact_dedup", "60"), ("exact_dedup", "61"), ("exact_dedup", "62"),
+        ("length", "0"), ("length", "5"), ("length", "10"),
+    ]  # fmt: skip
+    html = report.render_report(out, manifest)
+    assert "Length histograms are computed from the first 20 rows of each side" in html
