@@ -85,3 +85,25 @@ def test_ngram_hashes_are_64_bit_and_match_across_rows() -> None:
     first = set(hashes[rows == 0].tolist())
     second = set(hashes[rows == 1].tolist())
     assert len(first & second) == 1  # "a b c"
+
+
+def test_row_stack_reads_like_the_concatenation() -> None:
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(0, 99, (n, 4), dtype=np.uint32) for n in (3, 0, 5, 1)]
+    whole = np.concatenate(parts)
+    stack = minhash.RowStack(parts, 4)
+    rows = rng.integers(0, len(whole), 50)
+    assert len(stack) == len(whole) == 9
+    assert np.array_equal(stack[rows], whole[rows])
+    assert all(np.array_equal(stack[int(r)], whole[r]) for r in range(len(whole)))
+    assert np.array_equal(stack.map(lambda p: p.sum(axis=1)), whole.sum(axis=1))
+    assert np.array_equal(
+        minhash.similarity(stack, rows[:25], rows[25:]), minhash.similarity(whole, rows[:25], rows[25:])
+    )
+
+
+def test_an_empty_row_stack_has_the_right_shape() -> None:
+    stack = minhash.RowStack([], 4)
+    assert len(stack) == 0
+    assert stack[np.zeros(0, np.int64)].shape == (0, 4)
+    assert stack.map(lambda p: p.sum(axis=1)).shape == (0,)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -247,6 +248,38 @@ def _powers(size: int) -> np.ndarray:
 # -- LSH, verification and clusters ------------------------------------------------------------
 
 
+class RowStack:
+    """Several ``(n, width)`` arrays read as one, by row, without the copy ``np.concatenate``
+    would make.
+
+    A global stage's partials stay in memory while it combines them, so concatenating the
+    signatures (512 bytes a row) would hold them twice at the peak; indexing reads through.
+    """
+
+    def __init__(self, parts: Sequence[np.ndarray], width: int, dtype: Any = np.uint32) -> None:
+        self.parts = [p for p in parts if len(p)] or [np.zeros((0, width), dtype)]
+        self.starts = np.cumsum([0, *(len(p) for p in self.parts)])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, rows: int | np.ndarray) -> np.ndarray:
+        if isinstance(rows, (int, np.integer)):
+            k = int(np.searchsorted(self.starts, rows, side="right")) - 1
+            return self.parts[k][int(rows) - self.starts[k]]
+        rows = np.asarray(rows, dtype=np.int64)
+        which = np.searchsorted(self.starts, rows, side="right") - 1
+        out = np.empty((len(rows), *self.parts[0].shape[1:]), self.parts[0].dtype)
+        for k in np.unique(which):
+            sel = which == k
+            out[sel] = self.parts[k][rows[sel] - self.starts[k]]
+        return out
+
+    def map(self, f: Any) -> np.ndarray:
+        """``f`` applied to each part, the results concatenated (for an ``f`` that works row by row)."""
+        return np.concatenate([f(p) for p in self.parts])
+
+
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """``(n, bands)`` uint64: one hash per band of ``rows`` signature values."""
     mul = np.uint64(_WORD_MUL)
@@ -293,7 +326,7 @@ def candidate_pairs(
     return codes // len(keys), codes % len(keys)
 
 
-def similarity(sig: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 65536) -> np.ndarray:
+def similarity(sig: np.ndarray | RowStack, i: np.ndarray, j: np.ndarray, chunk: int = 65536) -> np.ndarray:
     """Estimated Jaccard of row pairs: the share of equal signature values."""
     out = np.empty(len(i), dtype=np.float64)
     for lo in range(0, len(i), chunk):

@@ -186,8 +186,8 @@ class _Carry:
     order: np.ndarray
     ids: np.ndarray
     rank: np.ndarray
-    sig: np.ndarray
-    guard: np.ndarray | None
+    sig: minhash.RowStack
+    guard: minhash.RowStack | None
     is_ref: np.ndarray
     i: np.ndarray
     j: np.ndarray
@@ -347,19 +347,25 @@ class MinHashDedup(GlobalStage):
         order = np.concatenate([p["order"] for p in parts]) if parts else np.zeros(0, np.int64)
         ids = np.concatenate([p["id"] for p in parts]) if parts else np.zeros(0, object)
         rank = np.concatenate([p["rank"] for p in parts]) if parts else np.zeros(0)
-        sig = np.concatenate([p["sig"] for p in parts]) if parts else np.zeros((0, self.num_perm), np.uint32)
-        guard = np.concatenate([p["guard"] for p in parts]) if parts and self.guarded else None
+        sigs = [p["sig"] for p in parts]
+        guards = [p["guard"] for p in parts] if self.guarded else None
         del parts, partials
         current = len(order)
         ref_ids, ref_sig, ref_guard = self._reference()
         if len(ref_ids):
             ids = np.concatenate([ids, ref_ids])
-            sig = np.concatenate([sig, ref_sig])
+            sigs.append(ref_sig)
             rank = np.concatenate([rank, np.full(len(ref_ids), np.inf)])
-            guard = np.concatenate([guard, ref_guard]) if guard is not None and ref_guard is not None else None
+            guards = [*guards, ref_guard] if guards is not None and ref_guard is not None else None
+        sig = minhash.RowStack(sigs, self.num_perm)
+        guard = minhash.RowStack(guards, GUARD_PERM) if guards is not None else None
         is_ref = np.arange(len(ids)) >= current
         walk_rank = np.empty(len(ids), np.int64)  # the keep order: reference rows, rank, then id
-        walk_rank[np.lexsort((ids.astype(str), -rank, ~is_ref))] = np.arange(len(ids))
+        keys = pa.table({"ref": ~is_ref, "rank": -rank, "id": pa.array(ids, pa.string())})  # Arrow: no str copies
+        walk_rank[pc.sort_indices(keys, [(name, "ascending") for name in keys.column_names]).to_numpy()] = np.arange(
+            len(ids)
+        )
+        del keys
         i, j, est = self._candidates(sig, guard, is_ref, walk_rank)
         carry = _Carry(order, ids, rank, sig, guard, is_ref, i, j, est)
         unsure = np.abs(est - self.threshold) < VERIFY_MARGIN
@@ -404,15 +410,17 @@ class MinHashDedup(GlobalStage):
         return self._result(c, clusters, removed_by, similar)
 
     def _candidates(
-        self, sig: np.ndarray, guard: np.ndarray | None, is_ref: np.ndarray, walk_rank: np.ndarray
+        self, sig: minhash.RowStack, guard: minhash.RowStack | None, is_ref: np.ndarray, walk_rank: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """LSH candidate pairs (i < j) that pass the response guard, with estimated Jaccard."""
         if len(sig) < 2:
             empty = np.zeros(0, np.int64)
             return empty, empty, np.zeros(0)
-        valid = ~(sig == minhash.MASK32).all(axis=1)
+        valid = sig.map(lambda s: ~(s == minhash.MASK32).all(axis=1))
         bands, rows = self.band_layout()
-        i, j = minhash.candidate_pairs(minhash.band_keys(sig, bands, rows), valid, priority=walk_rank)
+        keys = sig.map(lambda s: minhash.band_keys(s, bands, rows))
+        i, j = minhash.candidate_pairs(keys, valid, priority=walk_rank)
+        del keys
         keep = ~(is_ref[i] & is_ref[j])
         if guard is not None:
             keep &= minhash.similarity(guard, i, j) >= self.response_guard
