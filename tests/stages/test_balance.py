@@ -72,6 +72,18 @@ def test_min_per_group_sets_small_groups_aside() -> None:
     assert targets({"a": 30, "b": 100, "c": 900}, strategy="temperature", total=60)["a"] == 7
 
 
+def test_a_tiny_group_that_shrinks_the_whole_mix_is_named() -> None:
+    plan = plan_targets({"a": 230, "b": 50, "other": 1}, strategy="temperature", temperature=2)
+    assert sum(plan.targets.values()) < 281 / 2
+    assert plan.notes == [
+        "group 'other' (1 row) sets the size of the mix: "
+        f"{sum(plan.targets.values())} of 281 rows kept; min_per_group: K keeps groups of up to K rows whole "
+        "and sets them aside, total: N asks for a size"
+    ]
+    assert plan_targets({"a": 230, "b": 50, "other": 1}, min_per_group=5).notes == []
+    assert plan_targets({"a": 100, "b": 60}).notes == []  # uniform down to a sizeable group: as asked
+
+
 def test_min_per_group_wins_over_a_small_total() -> None:
     plan = plan_targets({"a": 100, "b": 100, "c": 100}, total=30, min_per_group=20)
     assert plan.targets == {"a": 20, "b": 20, "c": 20}

@@ -156,6 +156,16 @@ def plan_targets(
         scale = min((Fraction(upper[i]) / shares[i] for i in free), default=Fraction(0))
         exact = [_clamp(scale * s, lo, u) for s, lo, u in zip(shares, lower, upper)]
         want = math.floor(sum(exact))
+        rows = sum(plan.sizes.values())
+        limit = names[min(free, key=lambda i: Fraction(upper[i]) / shares[i])] if free else None
+        if limit is not None and plan.sizes[limit] < rows / 20 and want < rows / 2:
+            # a stray tiny group (one 'other' row) shrinking the whole corpus is rarely meant
+            n = plan.sizes[limit]
+            plan.notes.append(
+                f"group '{limit}' ({n:,} row{'s' if n != 1 else ''}) sets the size of the mix: "
+                f"{want:,} of {rows:,} rows kept; "
+                "min_per_group: K keeps groups of up to K rows whole and sets them aside, total: N asks for a size"
+            )
     elif total <= low_sum:
         if total < low_sum:
             plan.notes.append(
