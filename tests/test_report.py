@@ -106,3 +106,10 @@ def test_counts_cover_every_row_and_samples_follow_each_stage(tmp_path, monkeypa
     ]  # fmt: skip
     html = report.render_report(out, manifest)
     assert "Length histograms are computed from the first 20 rows of each side" in html
+
+
+def test_the_same_version_renders_the_same_bytes(quickstart_version) -> None:
+    from winnow.report import render_report
+
+    manifest = json.loads((quickstart_version / "manifest.json").read_text())
+    assert render_report(quickstart_version, manifest) == render_report(quickstart_version, manifest)

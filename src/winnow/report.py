@@ -89,16 +89,19 @@ class _Tally:
         return np.concatenate(self.lengths[role]) if self.lengths[role] else np.zeros(0, np.int32)
 
 
-_COLUMNS = ("messages", "task_type", "lang", "root_verb", "root_noun", "stage", "reason", "source", "source_index")
+#: what the charts read, and what the samples of removed rows add
+_COLUMNS = ("messages", "task_type", "lang", "root_verb", "root_noun")
+_SAMPLE_COLUMNS = ("stage", "reason", "source", "source_index")
 
 
 def _tally(files: list[Path], want_samples: bool) -> _Tally:
     """One pass over ``files``, a batch of rows and only the needed columns at a time."""
     tally = _Tally()
     samples: dict[str, list[dict[str, Any]]] = {}
+    wanted = _COLUMNS + _SAMPLE_COLUMNS if want_samples else _COLUMNS
     for f in files:
         pf = pq.ParquetFile(f)
-        columns = [c for c in _COLUMNS if c in pf.schema_arrow.names]
+        columns = [c for c in wanted if c in pf.schema_arrow.names]
         for batch in pf.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
             names = batch.schema.names
             for column, counter in tally.counts.items():
@@ -111,8 +114,12 @@ def _tally(files: list[Path], want_samples: bool) -> _Tally:
                         pc.utf8_length(text.role_text(head, [role])).to_numpy(zero_copy_only=False).astype(np.int32)
                     )
             if "root_verb" in names and "root_noun" in names:
-                verbs, nouns = batch.column("root_verb").to_pylist(), batch.column("root_noun").to_pylist()
-                tally.verb_nouns.update((v, n) for v, n in zip(verbs, nouns) if v)
+                pairs = pa.table({"v": batch.column("root_verb"), "n": batch.column("root_noun")})
+                named = pairs.filter(pc.fill_null(pc.not_equal(pairs["v"], ""), False))
+                counted = named.group_by(["v", "n"]).aggregate([([], "count_all")])
+                tally.verb_nouns.update(
+                    dict(zip(zip(counted["v"].to_pylist(), counted["n"].to_pylist()), counted["count_all"].to_pylist()))
+                )
             if want_samples and "stage" in names:
                 _removed_samples(batch, samples)
             tally.rows += batch.num_rows
@@ -174,7 +181,7 @@ def _label(value: Any, n: int = 40) -> str:
 
 def _svg(fig: Any) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -188,7 +195,15 @@ def _figure(width: float, height: float) -> tuple[Any, Any]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.fonttype": "path", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
+    plt.rcParams.update(
+        {
+            "svg.fonttype": "path",
+            "svg.hashsalt": "winnow",  # clip-path ids from content, not random: same charts, same bytes
+            "font.size": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
     return plt.subplots(figsize=(width, height))
 
 
